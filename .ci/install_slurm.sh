@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Install a one-node SLURM (slurmctld, slurmd, srun/sbatch clients) and munge from the Debian
+# mirror, so tests/integration/test_launchers_slurm.py can start a real cluster on this machine.
+#
+# Idempotent and quiet: does nothing when the binaries are already there. Needs root (or sudo)
+# and apt; exits 0 with a note on stderr where neither is available, and the SLURM test then
+# skips with its own reason. The daemons are NOT started or enabled here: the test fixture
+# (tests/integration/slurm_cluster.py) writes its own config into a temp dir and starts them.
+set -euo pipefail
+
+have_all() {
+    command -v slurmctld >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 \
+        && command -v sbatch >/dev/null 2>&1 && command -v munged >/dev/null 2>&1
+}
+
+if have_all; then
+    exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install_slurm.sh: apt-get not found; SLURM tests will skip" >&2
+    exit 0
+fi
+
+sudo_cmd=()
+if [[ "$(id -u)" != 0 ]]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo_cmd=(sudo -n)
+    else
+        echo "install_slurm.sh: not root and no passwordless sudo; SLURM tests will skip" >&2
+        exit 0
+    fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# policy-rc.d keeps the packages' postinst from starting the daemons (no systemd in containers,
+# and the test wants its own config); removed again on exit if we created it.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+    "${sudo_cmd[@]}" chmod 755 "$policy"
+    created_policy=1
+fi
+cleanup() {
+    if [[ "$created_policy" == 1 ]]; then
+        "${sudo_cmd[@]}" rm -f "$policy"
+    fi
+}
+trap cleanup EXIT
+
+"${sudo_cmd[@]}" apt-get update -qq >/dev/null
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+    slurmctld slurmd slurm-client munge >/dev/null
+
+if ! have_all; then
+    echo "install_slurm.sh: installation finished but SLURM binaries are missing" >&2
+    exit 1
+fi

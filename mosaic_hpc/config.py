@@ -1,0 +1,299 @@
+"""Typed run configuration loaded from YAML: one dataclass per section, unknown keys rejected.
+
+A run's resolved config is saved as ``config.yaml`` in the run directory and in every
+checkpoint, so a run can be reproduced and loaded without the file it was started from. Field
+checks live in ``__post_init__`` and name the dotted key, e.g. ``train.lr must be > 0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"{key} {msg}")
+
+
+@dataclass
+class ModelConfig:
+    """MOSAIC encoder (paper Sec. 2 and App. B)."""
+
+    d_model: int = 128
+    """Hidden size of tokens and the encoder."""
+    n_layers: int = 4
+    """Number of pre-LN Transformer blocks."""
+    n_heads: int = 4
+    """Attention heads; must divide d_model."""
+    mlp_ratio: float = 4.0
+    """Width of the block MLP relative to d_model."""
+    dropout: float = 0.0
+    """Dropout on attention weights and residual branches (0 in the paper setting)."""
+    patch_size: dict[str, int] = field(default_factory=dict)
+    """Values per token per modality. 1 (default for any modality not named) is the paper's one
+    token per value; P > 1 groups P consecutive values into one token (patched mode, for speed)."""
+    mask_embedding: bool = False
+    """Add a learned embedding at masked positions (beyond the paper; off in paper mode)."""
+    gaussian_heads: bool = False
+    """Heads predict mean and log-variance and train with Gaussian NLL (beyond the paper)."""
+
+    def __post_init__(self) -> None:
+        _check(self.d_model > 0, "model.d_model", "must be > 0")
+        _check(self.n_layers > 0, "model.n_layers", "must be > 0")
+        _check(self.n_heads > 0 and self.d_model % self.n_heads == 0, "model.n_heads", "must divide model.d_model")
+        _check(self.mlp_ratio > 0, "model.mlp_ratio", "must be > 0")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        for name, p in self.patch_size.items():
+            _check(isinstance(p, int) and p >= 1, f"model.patch_size.{name}", "must be an integer >= 1")
+
+    def patch(self, modality: str) -> int:
+        return int(self.patch_size.get(modality, 1))
+
+
+@dataclass
+class MaskConfig:
+    """Hierarchical dynamic masking (paper App. A)."""
+
+    p_modality: float = 0.5
+    """Probability that a whole modality is hidden."""
+    p_scalar: float = 0.5
+    """Probability that each scalar element is hidden."""
+    span_ratio: float = 0.2
+    """Budget of a partly masked vector: ceil(span_ratio * L) values, covered by random spans."""
+    mask_value: float = 0.0
+    """Value fed in place of hidden entries after normalisation (0 = the training mean)."""
+
+    def __post_init__(self) -> None:
+        for key in ("p_modality", "p_scalar", "span_ratio"):
+            v = getattr(self, key)
+            _check(0.0 <= v <= 1.0, f"masking.{key}", "must be in [0, 1]")
+
+
+@dataclass
+class DataConfig:
+    """Input pipeline."""
+
+    micro_batch_size: int = 64
+    """Galaxies per rank per forward pass."""
+    block_rows: int = 1024
+    """Rows per contiguous read block (aligned to HDF5 chunks); blocks are shuffled per epoch."""
+    shuffle_buffer: int = 8192
+    """Rows shuffled together inside a rank (0 disables in-rank shuffling)."""
+    in_memory: bool = False
+    """Load the rank's rows into memory once (for catalogs that fit)."""
+    num_workers: int = 0
+    """Background worker threads preparing batches (0: prepare in the training loop)."""
+    val_fraction: float = 0.0
+    """Unused when the catalog has a test split; reserved for catalogs with one split."""
+
+    def __post_init__(self) -> None:
+        _check(self.micro_batch_size > 0, "data.micro_batch_size", "must be > 0")
+        _check(self.block_rows > 0, "data.block_rows", "must be > 0")
+        _check(self.shuffle_buffer >= 0, "data.shuffle_buffer", "must be >= 0")
+        _check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+        _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule, evaluation and checkpoint cadence."""
+
+    max_steps: int = 1000
+    """Optimizer steps to train for."""
+    lr: float = 3e-4
+    """Peak learning rate (AdamW)."""
+    min_lr_ratio: float = 0.1
+    """Cosine schedule floor as a fraction of lr."""
+    warmup_steps: int = 100
+    """Linear warm-up steps before the cosine decay."""
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables)."""
+    grad_accum_steps: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    loss_on: str = "all"
+    """'all' tokens (paper App. C: unmasked tokens too) or only 'masked' ones."""
+    precision: str = "fp32"
+    """'fp32' or 'bf16' (autocast on the plain engine; DeepSpeed bf16 on the DeepSpeed engine)."""
+    seed: int = 0
+    """Seeds weights, data order and masks."""
+    eval_every: int = 200
+    """Steps between validation losses (0 disables)."""
+    eval_batches: int = 10
+    """Validation micro-batches per evaluation (fixed masks, so comparable across steps)."""
+    save_every: int = 500
+    """Steps between checkpoints (0: only at the end)."""
+    keep_last: int = 3
+    """Checkpoints kept on disk; older ones are deleted after a newer one is complete."""
+    log_every: int = 10
+    """Steps between metric records."""
+    wall_time_budget_s: float = 0.0
+    """Save and stop cleanly after this many seconds (0: no budget)."""
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)
+        _check(self.max_steps > 0, "train.max_steps", "must be > 0")
+        _check(self.lr > 0, "train.lr", "must be > 0")
+        _check(0.0 <= self.min_lr_ratio <= 1.0, "train.min_lr_ratio", "must be in [0, 1]")
+        _check(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        _check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "train.betas", "must be two values in [0, 1)"
+        )
+        _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0")
+        _check(self.grad_accum_steps >= 1, "train.grad_accum_steps", "must be >= 1")
+        _check(self.loss_on in ("all", "masked"), "train.loss_on", "must be 'all' or 'masked'")
+        _check(self.precision in ("fp32", "bf16"), "train.precision", "must be 'fp32' or 'bf16'")
+        for key in ("eval_every", "eval_batches", "save_every", "log_every"):
+            _check(getattr(self, key) >= 0, f"train.{key}", "must be >= 0")
+        _check(self.keep_last >= 1, "train.keep_last", "must be >= 1")
+        _check(self.wall_time_budget_s >= 0, "train.wall_time_budget_s", "must be >= 0")
+
+
+@dataclass
+class LoggingConfig:
+    """Where metrics go. JSONL is always written by rank 0; W&B is optional."""
+
+    wandb: bool = False
+    """Log to Weights & Biases (offline when no API key is set)."""
+    wandb_project: str = "mosaic-hpc"
+    wandb_entity: str = ""
+    wandb_group: str = ""
+    wandb_mode: str = ""
+    """'online', 'offline' or '' (auto: WANDB_MODE, else offline without an API key)."""
+    peak_tflops: float = 0.0
+    """Device peak for MFU; 0 looks the device up in the built-in table."""
+
+
+@dataclass
+class RunConfig:
+    """A whole run: the sections above, loaded from one YAML file."""
+
+    name: str = "mosaic"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    masking: MaskConfig = field(default_factory=MaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+
+def _to_plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _to_plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_to_plain(x) for x in v]
+    return v
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check a YAML value against a field type; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        return _coerce(value, next(a for a in args if a is not type(None)), key)
+    if origin is dict:
+        _check(isinstance(value, dict), key, f"must be a mapping, got {type(value).__name__}")
+        _, vt = typing.get_args(tp)
+        return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        _check(isinstance(value, (list, tuple)), key, f"must be a list, got {type(value).__name__}")
+        return tuple(_coerce(v, t, key) for v, t in zip(value, typing.get_args(tp), strict=False))
+    if tp is bool:
+        _check(isinstance(value, bool), key, f"must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, f"must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, f"must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, str), key, f"must be a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys by their dotted name."""
+    where = prefix or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ValueError(f"unknown config key {key!r}; valid keys{' in ' + prefix if prefix else ''}: {sorted(fields)}")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load a YAML run config with ``yaml.safe_load`` (no object construction from YAML tags).
+
+    Args:
+        path: YAML file.
+        overrides: dotted keys to set after loading, e.g. ``{"train.max_steps": 10}``.
+
+    Raises:
+        ValueError: unreadable YAML, unknown keys, wrong types or out-of-range values; the
+            message names the file and the dotted key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    try:
+        data = apply_overrides(data, overrides or {})
+        return from_dict(RunConfig, data)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys in a nested mapping (copying the sections it touches)."""
+    data = dict(data)
+    for dotted, value in overrides.items():
+        node = data
+        parts = dotted.split(".")
+        for p in parts[:-1]:
+            node[p] = dict(node.get(p) or {})
+            node = node[p]
+        node[parts[-1]] = value
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``train.lr=1e-3`` -> ("train.lr", 0.001); the value is parsed as YAML (safe)."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def save_config(config: RunConfig, path: Path | str) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    return from_dict(RunConfig, data)

@@ -1,0 +1,402 @@
+"""Catalog I/O: the HDF5 format of docs/catalog_format.md, validated on open, written atomically.
+
+Layout (one file per split, or a directory of shard files with the same layout)::
+
+    /modalities/<name>   float32 [N, L]   NaN marks a missing value
+        attrs: kind, unit, columns (scalars / band names), axis = "/axes/<name>" (vectors)
+    /axes/<name>         float64 [L]      attrs: quantity, unit
+    /stats/<name>/mean, /stats/<name>/std   float64 [L], attrs: mode  (training rows only)
+    attrs: format_version, source, created_by, seed, cosmology, modality_order
+
+Every error names the file and the field, so a user with a thousand shards knows which one is
+broken. Writers go through a temporary file renamed into place on success: a crash or a bad
+chunk never leaves a partial catalog under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+# Lustre and GPFS often refuse POSIX locks; read-only access does not need them. Must be set
+# before the HDF5 library opens any file. Users can still override it explicitly.
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+
+import h5py
+import numpy as np
+
+from ..schema import CatalogSchema, ModalitySpec, order_modalities
+from .normalization import NORM_MODES, NormStats, RunningStats
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "test")
+
+
+class CatalogError(ValueError):
+    """A catalog file is missing, malformed or inconsistent. The message names file and field."""
+
+    def __init__(self, path: Path | str, field: str, reason: str) -> None:
+        self.path = Path(path)
+        self.field = field
+        super().__init__(f"{path}: {field}: {reason}")
+
+
+def _decode(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray) and v.dtype.kind in "SO":
+        return [x.decode() if isinstance(x, bytes) else str(x) for x in v]
+    return v
+
+
+def _open_h5(path: Path, mode: str = "r") -> h5py.File:
+    """Open with a clear error for a missing, non-HDF5 or truncated file."""
+    if not path.exists():
+        raise CatalogError(path, "file", "does not exist")
+    if path.is_dir():
+        raise CatalogError(path, "file", "is a directory, expected an HDF5 file")
+    if not h5py.is_hdf5(path):
+        raise CatalogError(path, "file", "is not an HDF5 file (no HDF5 signature)")
+    try:
+        return h5py.File(path, mode, locking=False) if mode == "r" else h5py.File(path, mode)
+    except OSError as err:
+        raise CatalogError(path, "file", f"cannot be opened, truncated or corrupt ({err})") from None
+
+
+def read_schema(f: h5py.File, path: Path) -> CatalogSchema:
+    """Schema from ``/modalities`` and ``/axes``, validating ranks, dtypes and row counts."""
+    if "modalities" not in f or not isinstance(f["modalities"], h5py.Group):
+        raise CatalogError(path, "/modalities", "missing group")
+    group = f["modalities"]
+    names = list(group.keys())
+    if not names:
+        raise CatalogError(path, "/modalities", "group holds no modality")
+    order = f.attrs.get("modality_order")
+    if order is not None:
+        order = [str(n) for n in _decode(order)]
+        if sorted(order) != sorted(names):
+            raise CatalogError(path, "attrs/modality_order", f"lists {order} but /modalities holds {names}")
+    else:
+        order = order_modalities(names)
+    specs = []
+    n_rows: int | None = None
+    first = ""
+    for name in order:
+        field = f"/modalities/{name}"
+        ds = group[name]
+        if not isinstance(ds, h5py.Dataset):
+            raise CatalogError(path, field, "is a group, expected a dataset")
+        if ds.ndim != 2:
+            raise CatalogError(path, field, f"has rank {ds.ndim}, expected 2 ([N, L])")
+        if ds.dtype.kind != "f":
+            raise CatalogError(path, field, f"has dtype {ds.dtype}, expected floating point")
+        if n_rows is None:
+            n_rows, first = ds.shape[0], name
+        elif ds.shape[0] != n_rows:
+            raise CatalogError(path, field, f"has {ds.shape[0]} rows but {first!r} has {n_rows}")
+        kind = _decode(ds.attrs.get("kind", ""))
+        if kind not in ("scalars", "vector"):
+            raise CatalogError(path, f"{field}/attrs/kind", f"must be 'scalars' or 'vector', got {kind!r}")
+        length = ds.shape[1]
+        columns = tuple(_decode(ds.attrs.get("columns", [])))
+        if columns and len(columns) != length:
+            raise CatalogError(path, f"{field}/attrs/columns", f"{len(columns)} names for {length} columns")
+        axis: tuple[float, ...] = ()
+        axis_quantity = axis_unit = ""
+        axis_ref = _decode(ds.attrs.get("axis", ""))
+        if axis_ref:
+            if axis_ref not in f:
+                raise CatalogError(path, axis_ref, f"missing dataset (axis of {name!r})")
+            ax = f[axis_ref]
+            if ax.shape != (length,):
+                raise CatalogError(path, axis_ref, f"has shape {ax.shape}, expected ({length},)")
+            axis = tuple(float(v) for v in ax[()])
+            axis_quantity = str(_decode(ax.attrs.get("quantity", "")))
+            axis_unit = str(_decode(ax.attrs.get("unit", "")))
+        specs.append(
+            ModalitySpec(
+                name=name,
+                kind=kind,
+                length=length,
+                unit=str(_decode(ds.attrs.get("unit", ""))),
+                columns=columns,
+                axis=axis,
+                axis_quantity=axis_quantity,
+                axis_unit=axis_unit,
+            )
+        )
+    return CatalogSchema(tuple(specs))
+
+
+def read_stats(f: h5py.File, path: Path, schema: CatalogSchema) -> NormStats:
+    """Normalisation statistics for every modality; missing or zero-spread stats are errors."""
+    if "stats" not in f:
+        raise CatalogError(path, "/stats", "missing group (normalisation statistics)")
+    mean, std, modes = {}, {}, {}
+    for spec in schema:
+        for key in ("mean", "std"):
+            field = f"/stats/{spec.name}/{key}"
+            if field not in f:
+                raise CatalogError(path, field, "missing dataset")
+            arr = np.asarray(f[field][()], dtype=np.float64)
+            if arr.shape != (spec.length,):
+                raise CatalogError(path, field, f"has shape {arr.shape}, expected ({spec.length},)")
+            if not np.all(np.isfinite(arr)):
+                raise CatalogError(path, field, "holds NaN or inf")
+            (mean if key == "mean" else std)[spec.name] = arr
+        bad = np.flatnonzero(~(std[spec.name] > 0))
+        if bad.size:
+            raise CatalogError(path, f"/stats/{spec.name}/std", f"zero or negative std at columns {bad[:10].tolist()}")
+        modes[spec.name] = str(_decode(f[f"/stats/{spec.name}"].attrs.get("mode", "global")))
+    return NormStats(mean=mean, std=std, modes=modes)
+
+
+def split_paths(data: Path | str, split: str = "train") -> list[Path]:
+    """Files of one split: ``data`` itself if a file, else ``data/<split>.h5`` or ``data/<split>/*.h5``."""
+    data = Path(data)
+    if data.is_file():
+        return [data]
+    if not data.exists():
+        raise CatalogError(data, "path", "does not exist")
+    single = data / f"{split}.h5"
+    shard_dir = data / split
+    if single.exists() and shard_dir.is_dir():
+        raise CatalogError(data, split, f"both {single.name} and {shard_dir.name}/ exist; keep one")
+    if single.exists():
+        return [single]
+    if shard_dir.is_dir():
+        shards = sorted(shard_dir.glob("*.h5"))
+        if not shards:
+            raise CatalogError(shard_dir, "shards", "directory holds no *.h5 file")
+        return shards
+    raise CatalogError(data, split, f"no {single.name} and no {shard_dir.name}/ directory of shards")
+
+
+class Catalog:
+    """One split of a catalog, possibly spread over shard files, read as one row range.
+
+    File handles are opened lazily and per process id, so a Catalog can be built before
+    DataLoader workers or MPI ranks fork and each process then opens its own handles.
+    """
+
+    def __init__(self, paths: list[Path], require_stats: bool = True) -> None:
+        if not paths:
+            raise ValueError("Catalog needs at least one file")
+        self.paths = [Path(p) for p in paths]
+        self.file_rows: list[int] = []
+        self.schema: CatalogSchema | None = None
+        self.stats: NormStats | None = None
+        self.attrs: dict[str, Any] = {}
+        for path in self.paths:
+            with _open_h5(path) as f:
+                schema = read_schema(f, path)
+                stats = read_stats(f, path, schema) if require_stats else None
+                n = f["modalities"][schema.names[0]].shape[0]
+                if self.schema is None:
+                    self.schema, self.stats = schema, stats
+                    self.attrs = {k: _decode(v) for k, v in f.attrs.items()}
+                elif schema != self.schema:
+                    raise CatalogError(path, "/modalities", f"schema differs from {self.paths[0]}")
+                elif stats is not None and not _same_stats(stats, self.stats):
+                    raise CatalogError(path, "/stats", f"normalisation statistics differ from {self.paths[0]}")
+            self.file_rows.append(n)
+        self.offsets = np.concatenate([[0], np.cumsum(self.file_rows)]).astype(np.int64)
+        self._handles: dict[int, h5py.File] = {}
+        self._pid = -1
+
+    @classmethod
+    def open(cls, data: Path | str, split: str = "train", require_stats: bool = True) -> Catalog:
+        return cls(split_paths(data, split), require_stats=require_stats)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.offsets[-1])
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def _file(self, i: int) -> h5py.File:
+        pid = os.getpid()
+        if pid != self._pid:  # forked: never reuse a parent's HDF5 handle
+            self._handles, self._pid = {}, pid
+        if i not in self._handles:
+            self._handles[i] = _open_h5(self.paths[i])
+        return self._handles[i]
+
+    def close(self) -> None:
+        for h in self._handles.values():
+            h.close()
+        self._handles = {}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handles"], state["_pid"] = {}, -1
+        return state
+
+    def read(self, start: int, stop: int, names: list[str] | tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Rows [start, stop) of the split as float32 arrays keyed by modality (contiguous reads)."""
+        names = tuple(names) if names is not None else self.schema.names
+        if not 0 <= start <= stop <= self.n_rows:
+            raise IndexError(f"rows [{start}, {stop}) outside catalog of {self.n_rows} rows")
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        first = int(np.searchsorted(self.offsets, start, side="right") - 1)
+        i = first
+        while start < stop:
+            lo = start - int(self.offsets[i])
+            hi = min(stop, int(self.offsets[i + 1])) - int(self.offsets[i])
+            f = self._file(i)
+            for n in names:
+                try:
+                    parts[n].append(np.asarray(f["modalities"][n][lo:hi], dtype=np.float32))
+                except OSError as err:
+                    raise CatalogError(
+                        self.paths[i], f"/modalities/{n}", f"read of rows {lo}:{hi} failed ({err})"
+                    ) from None
+            start += hi - lo
+            i += 1
+        return {n: (p[0] if len(p) == 1 else np.concatenate(p)) for n, p in parts.items()} if stop > 0 else {}
+
+    def read_all(self, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        return self.read(0, self.n_rows, names)
+
+    def iter_chunks(self, chunk_rows: int = 65536) -> Iterator[dict[str, np.ndarray]]:
+        for s in range(0, self.n_rows, chunk_rows):
+            yield self.read(s, min(s + chunk_rows, self.n_rows))
+
+
+def _same_stats(a: NormStats, b: NormStats) -> bool:
+    return a.mean.keys() == b.mean.keys() and all(
+        np.array_equal(a.mean[n], b.mean[n]) and np.array_equal(a.std[n], b.std[n]) for n in a.mean
+    )
+
+
+def default_norm_modes(schema: CatalogSchema, vector_mode: str = "global") -> dict[str, str]:
+    """Paper Sec. 2: scalars per column, vectors by one global mean/std (or per bin)."""
+    if vector_mode not in ("global", "per_bin"):
+        raise ValueError(f"vector normalisation must be 'global' or 'per_bin', got {vector_mode!r}")
+    return {m.name: ("per_column" if m.is_scalars else vector_mode) for m in schema}
+
+
+class CatalogWriter:
+    """Chunked, atomic writer for one catalog file.
+
+    Rows are appended in blocks (bounded memory at any catalog size); running statistics of the
+    appended rows are kept so a training split's stats come free. The file appears under its
+    final name only on :meth:`close` with statistics; an exception inside ``with`` deletes it.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        schema: CatalogSchema,
+        attrs: Mapping[str, Any] | None = None,
+        chunk_rows: int = 1024,
+    ) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = h5py.File(self.tmp_path, "w")
+        self.n_rows = 0
+        self.running = {m.name: RunningStats(m.length) for m in schema}
+        self._f.attrs["format_version"] = FORMAT_VERSION
+        self._f.attrs["modality_order"] = list(schema.names)
+        for k, v in (attrs or {}).items():
+            self._f.attrs[k] = v
+        mods = self._f.create_group("modalities")
+        for m in schema:
+            ds = mods.create_dataset(
+                m.name, shape=(0, m.length), maxshape=(None, m.length), dtype="f4", chunks=(chunk_rows, m.length)
+            )
+            ds.attrs["kind"] = m.kind
+            ds.attrs["unit"] = m.unit
+            if m.columns:
+                ds.attrs["columns"] = list(m.columns)
+            if m.axis:
+                ax = self._f.create_dataset(f"axes/{m.name}", data=np.asarray(m.axis, dtype=np.float64))
+                ax.attrs["quantity"] = m.axis_quantity
+                ax.attrs["unit"] = m.axis_unit
+                if m.columns:
+                    ax.attrs["names"] = list(m.columns)
+                ds.attrs["axis"] = f"/axes/{m.name}"
+
+    def append(self, rows: Mapping[str, np.ndarray]) -> None:
+        """Append a block of rows; every modality must be present with the schema's length."""
+        missing = [n for n in self.schema.names if n not in rows]
+        if missing:
+            raise ValueError(f"{self.path}: block is missing modalities {missing}")
+        n = None
+        for m in self.schema:
+            x = np.asarray(rows[m.name])
+            if x.ndim != 2 or x.shape[1] != m.length:
+                raise ValueError(f"{self.path}: {m.name}: block has shape {x.shape}, expected [N, {m.length}]")
+            if n is None:
+                n = x.shape[0]
+            elif x.shape[0] != n:
+                raise ValueError(f"{self.path}: {m.name}: {x.shape[0]} rows, other modalities have {n}")
+            if np.isinf(x).any():
+                raise ValueError(f"{self.path}: {m.name}: block holds inf (use NaN for missing values)")
+        for m in self.schema:
+            x = np.asarray(rows[m.name], dtype=np.float32)
+            ds = self._f["modalities"][m.name]
+            ds.resize(self.n_rows + n, axis=0)
+            ds[self.n_rows :] = x
+            self.running[m.name].update(x)
+        self.n_rows += n
+
+    def close(self, stats: NormStats) -> Path:
+        """Write statistics, flush and rename into place. Returns the final path."""
+        grp = self._f.create_group("stats")
+        for m in self.schema:
+            if stats.modes[m.name] not in NORM_MODES:
+                raise ValueError(f"stats mode for {m.name!r} must be one of {NORM_MODES}")
+            g = grp.create_group(m.name)
+            g.create_dataset("mean", data=np.asarray(stats.mean[m.name], dtype=np.float64))
+            g.create_dataset("std", data=np.asarray(stats.std[m.name], dtype=np.float64))
+            g.attrs["mode"] = stats.modes[m.name]
+        self._f.attrs["n_rows"] = self.n_rows
+        self._f.close()
+        os.replace(self.tmp_path, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file; the final path is never touched."""
+        try:
+            self._f.close()
+        finally:
+            self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> CatalogWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or self._f.id.valid:
+            # an exception, or the caller never called close(stats): no catalog without stats
+            if self._f.id.valid:
+                self.abort()
+
+
+def stats_from_running(running: Mapping[str, RunningStats], modes: Mapping[str, str]) -> NormStats:
+    """Finalise merged running statistics into NormStats (raises on zero spread)."""
+    mean, std = {}, {}
+    for name, rs in running.items():
+        mean[name], std[name] = rs.finalize(modes[name], name)
+    return NormStats(mean=mean, std=std, modes=dict(modes))
+
+
+def write_catalog(
+    path: Path | str,
+    schema: CatalogSchema,
+    rows: Mapping[str, np.ndarray],
+    stats: NormStats | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    vector_mode: str = "global",
+) -> Path:
+    """Write one file in one go; stats default to those of these rows (a training split)."""
+    with CatalogWriter(path, schema, attrs) as w:
+        w.append(rows)
+        if stats is None:
+            stats = stats_from_running(w.running, default_norm_modes(schema, vector_mode))
+        return w.close(stats)

@@ -1,0 +1,62 @@
+"""Masked regression loss (paper App. C).
+
+Per-token squared error (or Gaussian negative log-likelihood for Gaussian heads), averaged over
+the valid tokens of each modality, then averaged with equal weight over modalities, so a
+921-value SED counts as much as three scalars. Missing values (NaN in the catalog) never enter.
+Modalities with no valid token in a batch are left out of the mean rather than counted as zero.
+Everything stays on the device (no ``.item()``), so the loss adds no host synchronisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .data.batch import Batch
+from .model import ModelOutput
+
+LOSS_ON = ("all", "masked")
+
+
+@dataclass
+class LossOutput:
+    """``total`` drives the backward pass; ``per_modality`` is reported (detached by callers)."""
+
+    total: Tensor
+    per_modality: dict[str, Tensor]
+    counts: dict[str, Tensor]
+
+
+def token_losses(out: ModelOutput, batch: Batch, name: str) -> Tensor:
+    """Per-token loss for one modality, [B, L], in float32 whatever the compute precision."""
+    err2 = (out.mean[name].float() - batch.targets[name].float()) ** 2
+    if out.logvar is None:
+        return err2
+    logvar = out.logvar[name].float()
+    # Gaussian NLL without the constant 0.5 log(2 pi): 0.5 (log s^2 + (x - mu)^2 / s^2).
+    return 0.5 * (logvar + err2 * torch.exp(-logvar))
+
+
+def masked_regression_loss(out: ModelOutput, batch: Batch, loss_on: str = "all") -> LossOutput:
+    """Paper App. C: L = 1/K sum_M mean_{valid tokens of M} loss_{b,l}.
+
+    Args:
+        out: model predictions (normalised units).
+        batch: targets, validity and hidden masks.
+        loss_on: ``"all"`` scores every valid token (paper); ``"masked"`` only hidden ones.
+    """
+    if loss_on not in LOSS_ON:
+        raise ValueError(f"loss_on must be one of {LOSS_ON}, got {loss_on!r}")
+    per_mod, counts, present = {}, {}, []
+    for name in out.mean:
+        w = batch.valid[name] if loss_on == "all" else batch.valid[name] & batch.hidden[name]
+        w = w.float()
+        n = w.sum()
+        per_mod[name] = (token_losses(out, batch, name) * w).sum() / n.clamp(min=1.0)
+        counts[name] = n
+        present.append((n > 0).float())
+    has = torch.stack(present)
+    total = (torch.stack(list(per_mod.values())) * has).sum() / has.sum().clamp(min=1.0)
+    return LossOutput(total=total, per_modality=per_mod, counts=counts)

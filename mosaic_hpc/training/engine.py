@@ -1,0 +1,141 @@
+"""The engine interface the training loop drives, and its plain-PyTorch implementation.
+
+The loop calls ``forward``, ``backward`` and ``step`` once per micro-batch; the engine decides
+when a micro-batch closes an accumulation window and the optimizer really steps (DeepSpeed's
+contract, mirrored here so one loop drives both). Only ``deepspeed_engine.py`` imports DeepSpeed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from ..config import RunConfig
+from ..data.batch import Batch
+from ..model import ModelOutput, MosaicModel
+from .schedule import lr_factor
+
+
+class Engine(Protocol):
+    """What the training loop needs from an engine (plain PyTorch or DeepSpeed)."""
+
+    module: MosaicModel
+    device: torch.device
+    global_steps: int
+
+    def forward(self, batch: Batch) -> ModelOutput: ...
+
+    def backward(self, loss: torch.Tensor) -> None: ...
+
+    def step(self) -> bool:
+        """Called after every backward; returns True when the optimizer stepped."""
+        ...
+
+    def get_lr(self) -> float: ...
+
+    def get_grad_norm(self) -> float | None: ...
+
+    def train(self, mode: bool = True) -> None: ...
+
+    def save(self, ckpt_dir: Path, client_state: dict[str, Any]) -> None:
+        """Write this engine's state into ``ckpt_dir`` (called on every rank)."""
+        ...
+
+    def load(self, ckpt_dir: Path) -> dict[str, Any]:
+        """Restore state from ``ckpt_dir``; returns the client state saved with it."""
+        ...
+
+
+def build_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not biases, norms or positions)."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n != "pos"]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or n == "pos"]
+    groups = [
+        {"params": decay, "weight_decay": cfg.train.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=cfg.train.betas, fused=torch.cuda.is_available() or None)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+class PlainEngine:
+    """One process, CPU or one GPU: AdamW, warm-up + cosine LR, clipping, accumulation, bf16 autocast."""
+
+    def __init__(self, model: MosaicModel, cfg: RunConfig, device: torch.device | None = None) -> None:
+        self.device = device or pick_device()
+        self.module = model.to(self.device)
+        self.cfg = cfg
+        self.optimizer = build_optimizer(self.module, cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg.train))
+        self.global_steps = 0
+        self._micro = 0
+        self._grad_norm: float | None = None
+
+    def _autocast(self):
+        if self.cfg.train.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward(self, batch: Batch, return_hidden_states: bool = False) -> ModelOutput:
+        with self._autocast():
+            return self.module(batch.targets, batch.hidden, return_hidden_states=return_hidden_states)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss / self.cfg.train.grad_accum_steps).backward()
+
+    def step(self) -> bool:
+        self._micro += 1
+        if self._micro % self.cfg.train.grad_accum_steps:
+            return False
+        clip = self.cfg.train.grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), clip if clip > 0 else float("inf"))
+        self._grad_norm = norm  # a tensor: read lazily, only when logged, to avoid a sync per step
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_steps += 1
+        return True
+
+    def get_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def get_grad_norm(self) -> float | None:
+        return None if self._grad_norm is None else float(self._grad_norm)
+
+    def train(self, mode: bool = True) -> None:
+        self.module.train(mode)
+
+    def save(self, ckpt_dir: Path, client_state: dict[str, Any]) -> None:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(self.module.state_dict(), ckpt_dir / "model.pt")
+        torch.save(
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "global_steps": self.global_steps,
+                "micro_steps": self._micro,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            ckpt_dir / "engine.pt",
+        )
+
+    def load(self, ckpt_dir: Path) -> dict[str, Any]:
+        from .checkpoint import read_client_state
+
+        self.module.load_state_dict(torch.load(ckpt_dir / "model.pt", map_location=self.device, weights_only=True))
+        state = torch.load(ckpt_dir / "engine.pt", map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.global_steps = int(state["global_steps"])
+        self._micro = int(state["micro_steps"])
+        torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        return read_client_state(ckpt_dir)

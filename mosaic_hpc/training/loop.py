@@ -1,0 +1,161 @@
+"""The training loop shared by the plain and the DeepSpeed engines.
+
+Micro-batch -> forward -> loss -> backward -> engine.step, with periodic metrics, validation,
+checkpoints, a non-finite-loss guard and clean stops. It knows nothing of the engine's internals:
+the engine hides accumulation, precision, ZeRO and communication.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig
+from ..data.normalization import NormStats
+from ..data.reader import ReaderPosition, ShardedReader
+from ..loss import masked_regression_loss
+from ..schema import CatalogSchema
+from .checkpoint import CheckpointManager
+from .metrics import MetricsLogger, ThroughputMeter
+from .stop import StopRequest
+
+log = logging.getLogger("mosaic_hpc.train")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced NaN or inf; the last good checkpoint is left untouched."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    stopped_early: bool
+    reason: str
+    last_checkpoint: Path | None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _identity_mean(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+@torch.no_grad()
+def validation_loss(engine, reader: ShardedReader, n_batches: int, loss_on: str) -> dict[str, float]:
+    """Mean loss over the first ``n_batches`` of the validation split with fixed (epoch-0) masks."""
+    engine.train(False)
+    totals: dict[str, float] = {}
+    n = 0
+    for batch in reader.iter_epoch(0):
+        if n >= n_batches:
+            break
+        b = batch.to_torch(engine.device)
+        out = masked_regression_loss(engine.forward(b), b, loss_on)
+        for k, v in {"all": out.total, **out.per_modality}.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+        n += 1
+    engine.train(True)
+    return {f"val/{k}": v / max(n, 1) for k, v in totals.items()}
+
+
+def train_loop(
+    cfg: RunConfig,
+    engine,
+    reader: ShardedReader,
+    schema: CatalogSchema,
+    stats: NormStats,
+    checkpoints: CheckpointManager,
+    metrics: MetricsLogger,
+    stop: StopRequest,
+    val_reader: ShardedReader | None = None,
+    resume_from: Path | None = None,
+    max_steps: int | None = None,
+    peak_flops: float = 0.0,
+    reduce_mean: Callable[[torch.Tensor], torch.Tensor] = _identity_mean,
+    world_size: int = 1,
+) -> TrainResult:
+    """Train until ``max_steps`` optimizer steps, a stop request, or a non-finite loss.
+
+    Returns:
+        TrainResult with the steps done and the last checkpoint written.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf; no checkpoint is written after it.
+    """
+    tc = cfg.train
+    max_steps = max_steps or tc.max_steps
+    position = ReaderPosition()
+    if resume_from is not None:
+        client = engine.load(resume_from)
+        position = ReaderPosition(**client["position"])
+        log.info(
+            "resumed from %s at step %d, epoch %d batch %d",
+            resume_from,
+            engine.global_steps,
+            *position.__dict__.values(),
+        )
+    stream = reader.iter_from(position)
+    model = engine.module
+    meter = ThroughputMeter(model.flops_per_sample(), peak_flops)
+    meter.reset(engine.global_steps)
+    names = list(schema.names)
+    running = torch.zeros(len(names) + 1, device=engine.device)
+    bad = torch.zeros((), dtype=torch.bool, device=engine.device)
+    n_running = 0
+    history: list[dict[str, float]] = []
+    last_ckpt = resume_from
+    engine.train(True)
+
+    def save() -> Path:
+        if bool(bad):  # never checkpoint a non-finite state
+            raise NonFiniteLossError("loss became NaN or inf; last good checkpoint kept")
+        state = {"step": engine.global_steps, "position": position.__dict__, "world_size": world_size}
+        return checkpoints.save(engine, engine.global_steps, state, cfg, schema, stats)
+
+    reason = ""
+    while engine.global_steps < max_steps:
+        for _ in range(tc.grad_accum_steps):
+            t0 = time.perf_counter()
+            position, batch = next(stream)
+            b = batch.to_torch(engine.device)
+            meter.add(b.size * world_size, time.perf_counter() - t0)
+            out = masked_regression_loss(engine.forward(b), b, tc.loss_on)
+            engine.backward(out.total)
+            engine.step()
+            detached = torch.stack([out.total.detach(), *(out.per_modality[n].detach() for n in names)])
+            bad |= ~torch.isfinite(detached[0])
+            running += detached
+            n_running += 1
+        step = engine.global_steps
+        if (tc.log_every and step % tc.log_every == 0) or step == max_steps:
+            mean = reduce_mean(running / max(n_running, 1)).tolist()
+            if bad:
+                raise NonFiniteLossError(f"loss is {mean[0]} at step {step}; stopping, last good checkpoint kept")
+            record = {"loss/total": mean[0], **{f"loss/{n}": v for n, v in zip(names, mean[1:], strict=True)}}
+            record["optim/lr"] = engine.get_lr()
+            gn = engine.get_grad_norm()
+            if gn is not None:
+                record["optim/grad_norm"] = gn
+            record.update(meter.report(step))
+            record["progress/epoch"] = position.epoch
+            metrics.log(step, record)
+            history.append({"step": step, **record})
+            running.zero_()
+            n_running = 0
+        if val_reader is not None and tc.eval_every and step % tc.eval_every == 0:
+            val = validation_loss(engine, val_reader, tc.eval_batches, tc.loss_on)
+            metrics.log(step, val)
+            history.append({"step": step, **val})
+        if tc.save_every and step % tc.save_every == 0 and step < max_steps:
+            last_ckpt = save()
+        if stop.should_stop():
+            reason = stop.reason
+            break
+    last_ckpt = save()
+    return TrainResult(
+        steps=engine.global_steps, stopped_early=bool(reason), reason=reason, last_checkpoint=last_ckpt, history=history
+    )

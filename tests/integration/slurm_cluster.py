@@ -1,0 +1,344 @@
+"""A throw-away one-node SLURM cluster for the launcher tests.
+
+Starts Debian's ``munged``, ``slurmctld`` and ``slurmd`` with every path (key, sockets, state,
+spool, logs, pid files) inside one temporary directory, on free TCP ports, so it neither needs
+nor touches a system-wide SLURM or munge setup. The node advertises ``Feature=gpu`` so that
+Perlmutter's ``#SBATCH -C gpu`` is accepted; it has no GPUs (no GRES), so jobs must override the
+GPU request (see ``docs/hpc.md``).
+
+The daemons are stopped through the pids in their own pid files, never by process name, so a
+cluster started by someone else on the same machine is left alone.
+
+Recipe measured in ``/work/shared/feasibility.md`` ("SLURM on one machine"); needs root.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DAEMONS = ("slurmctld", "slurmd", "munged")
+CLIENTS = ("sbatch", "srun", "sinfo", "squeue", "scontrol")
+
+
+def unavailable_reason() -> str | None:
+    """Say why a local SLURM cluster cannot be started here, or None when it can.
+
+    Returns:
+        A one-line reason naming what is missing, or None.
+    """
+    missing = [name for name in DAEMONS + CLIENTS if _which(name) is None]
+    if missing:
+        return (
+            f"SLURM not installed (missing {', '.join(missing)}); "
+            "run .ci/install_slurm.sh as root to enable this test"
+        )
+    if os.geteuid() != 0:
+        return "a local SLURM cluster needs root (slurmd and munged run as root / munge)"
+    try:
+        pwd.getpwnam("munge")
+    except KeyError:
+        return "the 'munge' user does not exist (munge package incompletely installed)"
+    return None
+
+
+def _which(name: str) -> str | None:
+    # The daemons live in /usr/sbin, which a non-login PATH may lack.
+    path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin:/sbin"
+    return shutil.which(name, path=path)
+
+
+def _free_ports(n_ports: int) -> list[int]:
+    """Pick ``n_ports`` distinct free TCP ports (bound at once so they differ)."""
+    socks = []
+    try:
+        for _ in range(n_ports):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@dataclass
+class SlurmCluster:
+    """One controller + one compute node on this machine.
+
+    Attributes:
+        root_dir: Temporary directory holding config, key, state, spool, logs and pid files.
+        n_cpus: CPUs the node advertises (the machine's cores).
+        features: Node features; ``gpu`` makes ``-C gpu`` valid.
+        node_name: The node's name, which must equal what slurmd finds as its hostname.
+    """
+
+    root_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mosaic-slurm-")))
+    n_cpus: int = 2
+    features: tuple[str, ...] = ("gpu",)
+    node_name: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
+    partition: str = "debug"
+    _started: list[str] = field(default_factory=list)
+
+    @property
+    def conf_path(self) -> Path:
+        return self.root_dir / "etc" / "slurm.conf"
+
+    @property
+    def munge_socket(self) -> Path:
+        return self.root_dir / "munge" / "munge.socket"
+
+    def pid_path(self, daemon: str) -> Path:
+        return self.root_dir / "run" / f"{daemon}.pid"
+
+    def log_path(self, daemon: str) -> Path:
+        return self.root_dir / "log" / f"{daemon}.log"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for SLURM clients (sbatch, srun, sinfo, ...) talking to this cluster."""
+        env = dict(os.environ)
+        env["SLURM_CONF"] = str(self.conf_path)
+        env["PATH"] = env.get("PATH", "") + os.pathsep + "/usr/sbin:/sbin"
+        # Inherited SLURM_*/SBATCH_* variables (e.g. when pytest itself runs inside a job)
+        # would leak into the test jobs.
+        for key in list(env):
+            if key.startswith(("SLURM_", "SBATCH_", "SALLOC_")) and key != "SLURM_CONF":
+                del env[key]
+        return env
+
+    # ------------------------------------------------------------------ setup
+
+    def write_files(self) -> None:
+        """Create the directory tree, the munge key and slurm.conf."""
+        root = self.root_dir
+        # munged runs as the 'munge' user and must be able to reach its files.
+        root.chmod(0o755)
+        for sub in ("etc", "state", "spool", "log", "run", "munge"):
+            (root / sub).mkdir(exist_ok=True)
+        munge = pwd.getpwnam("munge")
+        munge_dir = root / "munge"
+        key_path = munge_dir / "munge.key"
+        key_path.write_bytes(os.urandom(1024))
+        key_path.chmod(0o400)
+        for path in (munge_dir, key_path):
+            os.chown(path, munge.pw_uid, munge.pw_gid)
+        munge_dir.chmod(0o700)
+        # munged writes its own log and pid file.
+        for sub in ("log", "run"):
+            (root / sub).chmod(0o777)
+        ctld_port, slurmd_port = _free_ports(2)
+        features = ",".join(self.features)
+        conf = f"""\
+# Generated by tests/integration/slurm_cluster.py; removed with the cluster.
+ClusterName=mosaictest
+SlurmctldHost={self.node_name}(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={self.munge_socket}
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+MpiDefault=none
+SwitchType=switch/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+ReturnToService=2
+StateSaveLocation={root / "state"}
+SlurmdSpoolDir={root / "spool"}
+SlurmctldPidFile={self.pid_path("slurmctld")}
+SlurmdPidFile={self.pid_path("slurmd")}
+SlurmctldLogFile={self.log_path("slurmctld")}
+SlurmdLogFile={self.log_path("slurmd")}
+SlurmctldDebug=info
+SlurmdDebug=info
+# Short timers: the test cluster lives for a minute or two.
+SchedulerParameters=sched_interval=2
+MinJobAge=60
+KillWait=5
+InactiveLimit=0
+MessageTimeout=20
+NodeName={self.node_name} NodeAddr=127.0.0.1 CPUs={self.n_cpus} RealMemory=4000 Feature={features} State=UNKNOWN
+PartitionName={self.partition} Nodes={self.node_name} Default=YES MaxTime=INFINITE State=UP
+"""
+        self.conf_path.write_text(conf)
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Write the files, start munged, slurmctld and slurmd, and wait for an idle node.
+
+        Raises:
+            RuntimeError: A daemon did not start, or the node did not become idle in time; the
+                message carries the tail of the daemons' logs. Daemons already started are
+                stopped first.
+        """
+        try:
+            self.write_files()
+            self._start_munged()
+            self._start_daemon("slurmctld", ["slurmctld", "-f", str(self.conf_path)])
+            self._start_daemon("slurmd", ["slurmd", "-f", str(self.conf_path)])
+            self.wait_idle(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_munged(self) -> None:
+        cmd = [
+            _which("runuser") or "runuser", "-u", "munge", "--",
+            _which("munged") or "munged",
+            f"--key-file={self.root_dir / 'munge' / 'munge.key'}",
+            f"--socket={self.munge_socket}",
+            f"--pid-file={self.pid_path('munged')}",
+            f"--log-file={self.log_path('munged')}",
+            f"--seed-file={self.root_dir / 'munge' / 'munged.seed'}",
+            # /tmp-style parents are group/world writable (sticky); accept them.
+            "--force",
+        ]
+        self._run_daemon("munged", cmd)
+
+    def _start_daemon(self, name: str, cmd: list[str]) -> None:
+        cmd = [_which(cmd[0]) or cmd[0], *cmd[1:]]
+        self._run_daemon(name, cmd)
+
+    def _run_daemon(self, name: str, cmd: list[str]) -> None:
+        # Each daemon forks into the background and writes its pid file; the command returns.
+        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"{name} failed to start (exit {proc.returncode}): "
+                f"{proc.stderr.strip()} {self.log_tail(name)}"
+            )
+        self._started.append(name)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self._read_pid(name) is not None:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} wrote no pid file: {self.log_tail(name)}")
+
+    def wait_idle(self, timeout_s: float = 60.0) -> None:
+        """Wait until ``sinfo`` reports the node idle."""
+        deadline = time.monotonic() + timeout_s
+        state = ""
+        while time.monotonic() < deadline:
+            proc = subprocess.run(
+                ["sinfo", "-h", "-N", "-o", "%T"], env=self.env, capture_output=True, text=True
+            )
+            state = (proc.stdout + proc.stderr).strip()
+            if proc.returncode == 0 and state.rstrip("*") == "idle":
+                return
+            time.sleep(0.5)
+        raise RuntimeError(
+            f"node not idle after {timeout_s:.0f} s (sinfo: {state!r}); "
+            f"{self.log_tail('slurmctld')} {self.log_tail('slurmd')}"
+        )
+
+    # --------------------------------------------------------------- teardown
+
+    def _read_pid(self, name: str) -> int | None:
+        try:
+            text = self.pid_path(name).read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop the daemons this object started, by the pids in their pid files.
+
+        slurmd first (it may still be running job steps), then the controller, then munged.
+        SIGTERM, then SIGKILL after ``timeout_s``. Never kills by process name.
+        """
+        for name in ("slurmd", "slurmctld", "munged"):
+            if name not in self._started:
+                continue
+            pid = self._read_pid(name)
+            if pid is None:
+                continue
+            _terminate(pid, timeout_s)
+            self._started.remove(name)
+
+    def cleanup(self) -> None:
+        """Stop the daemons and delete the temporary directory."""
+        self.stop()
+        shutil.rmtree(self.root_dir, ignore_errors=True)
+
+    # ---------------------------------------------------------------- helpers
+
+    def log_tail(self, name: str, n_lines: int = 15) -> str:
+        try:
+            lines = self.log_path(name).read_text(errors="replace").splitlines()
+        except OSError:
+            return f"[{name}: no log]"
+        return f"[{name} log: " + " | ".join(lines[-n_lines:]) + "]"
+
+    def sbatch(
+        self,
+        args: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        timeout_s: float = 300.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``sbatch --wait ARGS`` against this cluster and return the finished process."""
+        full_env = self.env
+        if env:
+            full_env.update(env)
+        return subprocess.run(
+            ["sbatch", "--wait", *args],
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+
+    def __enter__(self) -> SlurmCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _terminate(pid: int, timeout_s: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

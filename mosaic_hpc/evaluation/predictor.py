@@ -1,0 +1,182 @@
+"""Use a trained run: any subset of modalities in, every modality out, in physical units.
+
+    run = mosaic_hpc.load_run("runs/quickstart")
+    pred = run.predict({"lsst": mags})          # mags: [N, 6] AB mag, NaN = missing
+    pred.values["scalars"][:, 0]                # photo-z
+    pred.sigma["sed"]                           # per-value uncertainty (Gaussian heads only)
+
+A run directory resolves to its latest checkpoint; a checkpoint directory works too. Loading
+reads YAML/JSON metadata and ``model.pt`` with ``torch.load(weights_only=True)``, so a
+checkpoint from an untrusted source cannot execute code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from ..config import RunConfig, config_from_dict
+from ..data.batch import Batch, make_batch
+from ..data.configurations import InputConfiguration, parse_configuration
+from ..data.normalization import NormStats
+from ..model import ModelOutput, MosaicModel, build_model
+from ..schema import CatalogSchema
+from ..training.checkpoint import CheckpointManager
+
+
+@dataclass
+class Prediction:
+    """Physical-unit predictions, [N, L] per modality; ``sigma`` only with Gaussian heads.
+
+    ``given`` marks the values the model saw (True), so callers can tell inputs from predictions.
+    """
+
+    values: dict[str, np.ndarray]
+    sigma: dict[str, np.ndarray] | None
+    given: dict[str, np.ndarray]
+
+
+def resolve_checkpoint(path: Path | str) -> Path:
+    """A checkpoint directory from a run directory (its latest checkpoint) or the directory itself."""
+    path = Path(path)
+    if (path / "model.pt").is_file() and (path / "schema.json").is_file():
+        return path
+    if not path.exists():
+        raise FileNotFoundError(f"run {path} does not exist")
+    latest = CheckpointManager(path).latest()
+    if latest is None:
+        raise ValueError(f"{path}: no checkpoint found (expected checkpoints/latest or model.pt + schema.json)")
+    return latest
+
+
+class Predictor:
+    """A trained MOSAIC model with its schema and normalisation, ready for inference."""
+
+    def __init__(
+        self,
+        model: MosaicModel,
+        config: RunConfig,
+        schema: CatalogSchema,
+        stats: NormStats,
+        device: torch.device | str | None = None,
+        checkpoint: Path | None = None,
+    ) -> None:
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.to(self.device).eval()
+        self.config, self.schema, self.stats = config, schema, stats
+        self.checkpoint = checkpoint
+
+    @classmethod
+    def load(cls, path: Path | str, device: torch.device | str | None = None) -> Predictor:
+        ckpt = resolve_checkpoint(path)
+        for name in ("config.yaml", "schema.json", "normalization.json", "model.pt"):
+            if not (ckpt / name).is_file():
+                raise ValueError(f"{ckpt}: incomplete checkpoint, {name} missing")
+        config = config_from_dict(yaml.safe_load((ckpt / "config.yaml").read_text()))
+        schema = CatalogSchema.from_dict(json.loads((ckpt / "schema.json").read_text()))
+        stats = NormStats.from_dict(json.loads((ckpt / "normalization.json").read_text()))
+        model = build_model(schema, config.model, config.masking.mask_value)
+        state = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(f"{ckpt / 'model.pt'}: weights do not fit the saved config ({err})") from None
+        return cls(model, config, schema, stats, device=device, checkpoint=ckpt)
+
+    def _check_inputs(self, inputs: Mapping[str, np.ndarray]) -> int:
+        n = None
+        for name, x in inputs.items():
+            spec = self.schema[name]  # unknown modality -> ValueError listing the valid ones
+            x = np.asarray(x)
+            if x.ndim != 2 or x.shape[1] != spec.length:
+                raise ValueError(f"input {name!r} has shape {x.shape}, expected [N, {spec.length}]")
+            if n is not None and x.shape[0] != n:
+                raise ValueError(f"input {name!r} has {x.shape[0]} rows, other inputs have {n}")
+            n = x.shape[0]
+        if n is None:
+            raise ValueError(f"no input given; provide at least one of {list(self.schema.names)}")
+        return n
+
+    def batches(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        given: InputConfiguration | None = None,
+        targets: Mapping[str, np.ndarray] | None = None,
+        batch_size: int = 1024,
+    ) -> Iterator[tuple[slice, Batch]]:
+        """Normalised batches: inputs (NaN = not given) restricted by ``given``; all else hidden.
+
+        ``targets`` (physical, all modalities) fill the batch's targets for scoring; without
+        them, targets of modalities not in ``inputs`` are NaN (invalid).
+        """
+        n = self._check_inputs(inputs)
+        given_mask = given.given_mask(self.schema) if given is not None else None
+        for s in range(0, n, batch_size):
+            sl = slice(s, min(s + batch_size, n))
+            raw, hidden = {}, {}
+            for spec in self.schema:
+                m = sl.stop - sl.start
+                src = targets if targets is not None else inputs
+                raw[spec.name] = (
+                    np.asarray(src[spec.name][sl], np.float32)
+                    if spec.name in src
+                    else np.full((m, spec.length), np.nan, np.float32)
+                )
+                if spec.name in inputs:
+                    h = np.isnan(np.asarray(inputs[spec.name][sl], np.float32))
+                else:
+                    h = np.ones((m, spec.length), dtype=bool)
+                if given_mask is not None:
+                    h |= ~given_mask[spec.name][None, :]
+                hidden[spec.name] = h
+            yield sl, make_batch(raw, np.arange(sl.start, sl.stop), self.stats, hidden)
+
+    @torch.no_grad()
+    def forward(self, batch: Batch, return_hidden_states: bool = False) -> ModelOutput:
+        b = batch.to_torch(self.device)
+        # The model sees only non-hidden values; targets of hidden entries are never read.
+        return self.model(b.targets, b.hidden, return_hidden_states=return_hidden_states)
+
+    def predict(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        given: InputConfiguration | str | None = None,
+        batch_size: int = 1024,
+    ) -> Prediction:
+        """Predict every modality from the given ones (physical units in, physical units out).
+
+        Args:
+            inputs: physical values per modality, [N, L]; NaN marks a value not given.
+            given: optionally restrict further, e.g. ``"given=lsst,sfh[t>=10Gyr]"``.
+            batch_size: galaxies per forward pass.
+        """
+        if isinstance(given, str):
+            given = parse_configuration(given, self.schema)
+        n = self._check_inputs(inputs)
+        values = {m.name: np.empty((n, m.length), np.float32) for m in self.schema}
+        sigma = {m.name: np.empty((n, m.length), np.float32) for m in self.schema} if self.gaussian else None
+        seen = {m.name: np.empty((n, m.length), bool) for m in self.schema}
+        for sl, batch in self.batches(inputs, given, batch_size=batch_size):
+            out = self.forward(batch)
+            for name in self.schema.names:
+                values[name][sl] = self.stats.denormalize(name, out.mean[name].float().cpu().numpy())
+                if sigma is not None:
+                    s = torch.exp(0.5 * out.logvar[name].float()).cpu().numpy()
+                    sigma[name][sl] = self.stats.denormalize_sigma(name, s)
+                seen[name][sl] = ~batch.hidden[name]
+        return Prediction(values=values, sigma=sigma, given=seen)
+
+    @property
+    def gaussian(self) -> bool:
+        return self.config.model.gaussian_heads
+
+
+def load_run(path: Path | str, device: torch.device | str | None = None) -> Predictor:
+    """Load a run directory (latest checkpoint) or checkpoint directory for prediction."""
+    return Predictor.load(path, device=device)

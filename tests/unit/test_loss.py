@@ -1,0 +1,71 @@
+"""The App. C loss against a hand computation on a small batch with missing values."""
+
+import math
+
+import numpy as np
+import torch
+
+from mosaic_hpc.data.batch import Batch
+from mosaic_hpc.loss import masked_regression_loss
+from mosaic_hpc.model import ModelOutput
+
+
+def _batch():
+    nan = float("nan")
+    targets = {"a": torch.tensor([[1.0, 2.0], [3.0, nan]]), "b": torch.tensor([[0.0, 1.0, 2.0], [nan, nan, nan]])}
+    valid = {k: ~torch.isnan(v) for k, v in targets.items()}
+    hidden = {"a": torch.tensor([[True, False], [False, True]]), "b": torch.tensor([[False, True, True], [True] * 3])}
+    return Batch(
+        targets={k: torch.nan_to_num(v) for k, v in targets.items()},
+        valid=valid,
+        hidden=hidden,
+        row_ids=torch.arange(2),
+    )
+
+
+def test_mse_matches_hand_computation():
+    batch = _batch()
+    out = ModelOutput(
+        mean={"a": torch.tensor([[2.0, 2.0], [1.0, 100.0]]), "b": torch.tensor([[1.0, 1.0, 0.0], [9.0] * 3])}
+    )
+    loss = masked_regression_loss(out, batch, "all")
+    # a: valid tokens (1,2,3): errors 1, 0, 4 -> mean 5/3 ; the NaN target (pred 100) is ignored
+    # b: valid tokens (0,1,2) of row 0: errors 1, 0, 4 -> 5/3 ; row 1 is all missing
+    assert math.isclose(loss.per_modality["a"].item(), 5 / 3, rel_tol=1e-6)
+    assert math.isclose(loss.per_modality["b"].item(), 5 / 3, rel_tol=1e-6)
+    assert math.isclose(loss.total.item(), 5 / 3, rel_tol=1e-6)
+
+    masked = masked_regression_loss(out, batch, "masked")
+    # a: hidden & valid -> (0,0) err 1 -> 1 ; b: hidden & valid -> (0,1),(0,2): 0 and 4 -> 2
+    assert math.isclose(masked.per_modality["a"].item(), 1.0, rel_tol=1e-6)
+    assert math.isclose(masked.per_modality["b"].item(), 2.0, rel_tol=1e-6)
+    assert math.isclose(masked.total.item(), 1.5, rel_tol=1e-6)
+
+
+def test_modalities_weigh_equally_and_empty_ones_drop_out():
+    batch = _batch()
+    batch.valid["b"][:] = False
+    out = ModelOutput(mean={"a": torch.tensor([[2.0, 2.0], [1.0, 0.0]]), "b": torch.zeros(2, 3)})
+    loss = masked_regression_loss(out, batch)
+    assert math.isclose(loss.total.item(), loss.per_modality["a"].item(), rel_tol=1e-6)
+    assert loss.counts["b"].item() == 0
+
+
+def test_gaussian_nll_matches_hand_computation():
+    batch = _batch()
+    mean = {"a": torch.tensor([[2.0, 2.0], [1.0, 0.0]]), "b": torch.zeros(2, 3)}
+    logvar = {"a": torch.full((2, 2), math.log(4.0)), "b": torch.zeros(2, 3)}
+    loss = masked_regression_loss(ModelOutput(mean=mean, logvar=logvar), batch)
+    want_a = np.mean([0.5 * (math.log(4.0) + e / 4.0) for e in (1.0, 0.0, 4.0)])
+    want_b = np.mean([0.5 * e for e in (0.0, 1.0, 4.0)])
+    assert math.isclose(loss.per_modality["a"].item(), want_a, rel_tol=1e-6)
+    assert math.isclose(loss.per_modality["b"].item(), want_b, rel_tol=1e-6)
+
+
+def test_loss_gradient_is_zero_at_missing_values():
+    batch = _batch()
+    pred = torch.zeros(2, 2, requires_grad=True)
+    out = ModelOutput(mean={"a": pred, "b": torch.zeros(2, 3)})
+    masked_regression_loss(out, batch).total.backward()
+    assert pred.grad[1, 1] == 0
+    assert (pred.grad[0] != 0).all()

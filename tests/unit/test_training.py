@@ -100,3 +100,20 @@ def test_predict_rejects_bad_inputs(tiny_run_dir):
         predictor.predict({"lsst": np.zeros((2, 5))})
     with pytest.raises(ValueError, match="no input given"):
         predictor.predict({})
+
+
+def test_gaussian_heads_give_physical_sigma(tmp_path, toy_catalog_dir):
+    cfg = load_config(
+        REPO / "configs" / "tiny.yaml",
+        {"model.gaussian_heads": True, "model.mask_embedding": True, "train.max_steps": 60, "train.eval_every": 0},
+    )
+    run_training(cfg, toy_catalog_dir, tmp_path / "g", resume="none")
+    predictor = load_run(tmp_path / "g")
+    truth = Catalog.open(toy_catalog_dir, "test").read(0, 64)
+    pred = predictor.predict({"lsst": truth["lsst"]})
+    for name in predictor.schema.names:
+        s = pred.sigma[name]
+        assert s.shape == truth[name].shape and np.isfinite(s).all() and (s > 0).all()
+    # sigma is scaled by the modality's std: the SED's is in log10 Jy, not normalised units
+    std = predictor.stats.std["sed"][0]
+    assert 0.01 * std < np.median(pred.sigma["sed"]) < 10 * std

@@ -49,9 +49,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"${sudo_cmd[@]}" apt-get update -qq >/dev/null
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
-    slurmctld slurmd slurm-client munge >/dev/null
+# Quiet: the apt output is shown only when something fails.
+log="$(mktemp)"
+if ! { "${sudo_cmd[@]}" apt-get update -qq \
+    && "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+        slurmctld slurmd slurm-client munge; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "install_slurm.sh: apt-get failed" >&2
+    exit 1
+fi
+rm -f "$log"
 
 if ! have_all; then
     echo "install_slurm.sh: installation finished but SLURM binaries are missing" >&2

@@ -26,7 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DAEMONS = ("slurmctld", "slurmd", "munged")
-CLIENTS = ("sbatch", "srun", "sinfo", "squeue", "scontrol")
+CLIENTS = ("sbatch", "srun", "sinfo", "squeue", "scontrol", "scancel")
+TERMINAL_STATES = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+}
 
 
 def unavailable_reason() -> str | None:
@@ -38,8 +49,7 @@ def unavailable_reason() -> str | None:
     missing = [name for name in DAEMONS + CLIENTS if _which(name) is None]
     if missing:
         return (
-            f"SLURM not installed (missing {', '.join(missing)}); "
-            "run .ci/install_slurm.sh as root to enable this test"
+            f"SLURM not installed (missing {', '.join(missing)}); run .ci/install_slurm.sh as root to enable this test"
         )
     if os.geteuid() != 0:
         return "a local SLURM cluster needs root (slurmd and munged run as root / munge)"
@@ -147,7 +157,8 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={self.munge_socket}
+# cred_expire also delays a requeued job's restart (default 120 s).
+AuthInfo=socket={self.munge_socket},cred_expire=5
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -197,7 +208,10 @@ PartitionName={self.partition} Nodes={self.node_name} Default=YES MaxTime=INFINI
 
     def _start_munged(self) -> None:
         cmd = [
-            _which("runuser") or "runuser", "-u", "munge", "--",
+            _which("runuser") or "runuser",
+            "-u",
+            "munge",
+            "--",
             _which("munged") or "munged",
             f"--key-file={self.root_dir / 'munge' / 'munge.key'}",
             f"--socket={self.munge_socket}",
@@ -218,8 +232,7 @@ PartitionName={self.partition} Nodes={self.node_name} Default=YES MaxTime=INFINI
         proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=30)
         if proc.returncode != 0:
             raise RuntimeError(
-                f"{name} failed to start (exit {proc.returncode}): "
-                f"{proc.stderr.strip()} {self.log_tail(name)}"
+                f"{name} failed to start (exit {proc.returncode}): {proc.stderr.strip()} {self.log_tail(name)}"
             )
         self._started.append(name)
         deadline = time.monotonic() + 15
@@ -234,9 +247,7 @@ PartitionName={self.partition} Nodes={self.node_name} Default=YES MaxTime=INFINI
         deadline = time.monotonic() + timeout_s
         state = ""
         while time.monotonic() < deadline:
-            proc = subprocess.run(
-                ["sinfo", "-h", "-N", "-o", "%T"], env=self.env, capture_output=True, text=True
-            )
+            proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=self.env, capture_output=True, text=True)
             state = (proc.stdout + proc.stderr).strip()
             if proc.returncode == 0 and state.rstrip("*") == "idle":
                 return
@@ -304,6 +315,57 @@ PartitionName={self.partition} Nodes={self.node_name} Default=YES MaxTime=INFINI
             text=True,
             timeout=timeout_s,
         )
+
+    def client(self, args: list[str], timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run a SLURM client command (scontrol, scancel, squeue, ...) against this cluster."""
+        return subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=timeout_s)
+
+    def job_info(self, job_id: str) -> dict[str, str]:
+        """``scontrol show job -o`` as a dict (JobState, RestartCnt, ...); {} when unknown."""
+        proc = self.client(["scontrol", "show", "job", "-o", job_id])
+        info: dict[str, str] = {}
+        for token in proc.stdout.split():
+            key, sep, value = token.partition("=")
+            if sep and key not in info:
+                info[key] = value
+        return info
+
+    def wait_job(self, job_id: str, timeout_s: float = 180.0) -> dict[str, str]:
+        """Wait until the job reaches a terminal state (through any requeues); its info."""
+        deadline = time.monotonic() + timeout_s
+        info: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            info = self.job_info(job_id)
+            if info.get("JobState") in TERMINAL_STATES:
+                return info
+            time.sleep(0.5)
+        raise TimeoutError(f"job {job_id} not finished after {timeout_s:.0f} s: {info}")
+
+    def submit_and_wait(
+        self,
+        args: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        timeout_s: float = 300.0,
+    ) -> dict[str, str]:
+        """``sbatch --parsable ARGS``, then wait for the job's end (through requeues); its info.
+
+        Same as ``sbatch --wait`` but polled every 0.5 s: sbatch's own poll interval doubles up
+        to a minute, which would add tens of seconds to every test job.
+        """
+        full_env = self.env
+        if env:
+            full_env.update(env)
+        proc = subprocess.run(
+            ["sbatch", "--parsable", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=60
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"sbatch failed: {proc.stderr.strip()}")
+        job_id = proc.stdout.strip().split(";")[0]
+        info = self.wait_job(job_id, timeout_s)
+        info["JobId"] = job_id
+        return info
 
     def __enter__(self) -> SlurmCluster:
         self.start()

@@ -308,7 +308,12 @@ class CatalogWriter:
         mods = self._f.create_group("modalities")
         for m in schema:
             ds = mods.create_dataset(
-                m.name, shape=(0, m.length), maxshape=(None, m.length), dtype="f4", chunks=(chunk_rows, m.length)
+                m.name,
+                shape=(0, m.length),
+                maxshape=(None, m.length),
+                dtype="f4",
+                chunks=(chunk_rows, m.length),
+                fletcher32=True,  # per-chunk checksum: a flipped byte on disk fails the read loudly
             )
             ds.attrs["kind"] = m.kind
             ds.attrs["unit"] = m.unit

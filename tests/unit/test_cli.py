@@ -90,6 +90,7 @@ def test_evaluate_writes_table1(tiny_run_dir, toy_catalog_dir, tmp_path):
         str(toy_catalog_dir),
         "--out",
         str(tmp_path / "ev"),
+        "--no-figures",
         "--configuration",
         "late:given=lsst,sfh[t>=10Gyr]",
     )

@@ -69,11 +69,21 @@ class MaskConfig:
     """Budget of a partly masked vector: ceil(span_ratio * L) values, covered by random spans."""
     mask_value: float = 0.0
     """Value fed in place of hidden entries after normalisation (0 = the training mean)."""
+    p_modality_overrides: dict[str, float] = field(default_factory=dict)
+    """Whole-modality mask probability for the named modalities, instead of p_modality (beyond
+    the paper; empty = paper behaviour). E.g. ``{scalars: 0.9}`` hides the scalars 90% of the
+    time to stress a downstream task such as photo-z; names are checked against the catalog."""
 
     def __post_init__(self) -> None:
         for key in ("p_modality", "p_scalar", "span_ratio"):
             v = getattr(self, key)
             _check(0.0 <= v <= 1.0, f"masking.{key}", "must be in [0, 1]")
+        for name, v in self.p_modality_overrides.items():
+            _check(0.0 <= v <= 1.0, f"masking.p_modality_overrides.{name}", "must be in [0, 1]")
+
+    def modality_probability(self, name: str) -> float:
+        """Whole-modality mask probability of modality ``name``."""
+        return float(self.p_modality_overrides.get(name, self.p_modality))
 
 
 @dataclass
@@ -90,6 +100,10 @@ class DataConfig:
     """Load the rank's rows into memory once (for catalogs that fit)."""
     num_workers: int = 0
     """Background worker threads preparing batches (0: prepare in the training loop)."""
+    prefetch_batches: int = 4
+    """Batches prepared ahead of the training loop per rank when num_workers > 0 (at least one
+    2048-row task per worker is in flight anyway); enough to hide a slow read. Each batch costs
+    about 6 bytes per value (float32 target, two boolean masks)."""
     val_fraction: float = 0.0
     """Unused when the catalog has a test split; reserved for catalogs with one split."""
 
@@ -98,6 +112,7 @@ class DataConfig:
         _check(self.block_rows > 0, "data.block_rows", "must be > 0")
         _check(self.shuffle_buffer >= 0, "data.shuffle_buffer", "must be >= 0")
         _check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+        _check(self.prefetch_batches >= 1, "data.prefetch_batches", "must be >= 1")
         _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
 
 

@@ -49,15 +49,21 @@ class Engine(Protocol):
         ...
 
 
-def build_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not biases, norms or positions)."""
+def param_groups(model: torch.nn.Module, cfg: RunConfig) -> list[dict[str, Any]]:
+    """Weight decay on matrices only (not biases, norms or positions); shared by both engines."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n != "pos"]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or n == "pos"]
-    groups = [
+    return [
         {"params": decay, "weight_decay": cfg.train.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=cfg.train.betas, fused=torch.cuda.is_available() or None)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups`."""
+    return torch.optim.AdamW(
+        param_groups(model, cfg), lr=cfg.train.lr, betas=cfg.train.betas, fused=torch.cuda.is_available() or None
+    )
 
 
 def pick_device() -> torch.device:

@@ -8,6 +8,7 @@ the engine hides accumulation, precision, ZeRO and communication.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,16 @@ class TrainResult:
 
 def _identity_mean(t: torch.Tensor) -> torch.Tensor:
     return t
+
+
+def rescale_position(position: ReaderPosition, old_global_batch: int, new_global_batch: int) -> ReaderPosition:
+    """Map a data position to a run with another global micro-batch (world size change).
+
+    The epoch plan depends on the world size, so exact sample order cannot survive a change of
+    it: the resumed run keeps the epoch and the share of it already consumed (rounded down, so
+    at most one global batch of samples is seen twice rather than skipped).
+    """
+    return ReaderPosition(position.epoch, position.batch * old_global_batch // new_global_batch)
 
 
 @torch.no_grad()
@@ -92,6 +103,17 @@ def train_loop(
     if resume_from is not None:
         client = engine.load(resume_from)
         position = ReaderPosition(**client["position"])
+        saved_world = int(client.get("world_size", world_size))
+        if saved_world != world_size:
+            saved_mbs = int(client.get("micro_batch_size", cfg.data.micro_batch_size))
+            position = rescale_position(position, saved_mbs * saved_world, cfg.data.micro_batch_size * world_size)
+            log.warning(
+                "checkpoint has %d ranks, this run %d: data order continues at the same share of epoch %d, "
+                "not sample-exact",
+                saved_world,
+                world_size,
+                position.epoch,
+            )
         log.info(
             "resumed from %s at step %d, epoch %d batch %d",
             resume_from,
@@ -100,7 +122,7 @@ def train_loop(
         )
     stream = reader.iter_from(position)
     model = engine.module
-    meter = ThroughputMeter(model.flops_per_sample(), peak_flops)
+    meter = ThroughputMeter(model.flops_per_sample(), peak_flops, n_devices=world_size, device=engine.device)
     meter.reset(engine.global_steps)
     names = list(schema.names)
     running = torch.zeros(len(names) + 1, device=engine.device)
@@ -111,9 +133,16 @@ def train_loop(
     engine.train(True)
 
     def save() -> Path:
-        if bool(bad):  # never checkpoint a non-finite state
+        # Never checkpoint a non-finite state; decided over all ranks so that none is left
+        # waiting in the collective save while another stops.
+        if bool(reduce_mean(bad.float()) > 0):
             raise NonFiniteLossError("loss became NaN or inf; last good checkpoint kept")
-        state = {"step": engine.global_steps, "position": position.__dict__, "world_size": world_size}
+        state = {
+            "step": engine.global_steps,
+            "position": position.__dict__,
+            "world_size": world_size,
+            "micro_batch_size": cfg.data.micro_batch_size,
+        }
         return checkpoints.save(engine, engine.global_steps, state, cfg, schema, stats)
 
     reason = ""
@@ -133,7 +162,7 @@ def train_loop(
         step = engine.global_steps
         if (tc.log_every and step % tc.log_every == 0) or step == max_steps:
             mean = reduce_mean(running / max(n_running, 1)).tolist()
-            if bad:
+            if bad or not math.isfinite(mean[0]):  # the reduced mean is the same on every rank
                 raise NonFiniteLossError(f"loss is {mean[0]} at step {step}; stopping, last good checkpoint kept")
             record = {"loss/total": mean[0], **{f"loss/{n}": v for n, v in zip(names, mean[1:], strict=True)}}
             record["optim/lr"] = engine.get_lr()

@@ -16,6 +16,7 @@ import torch
 from ..config import RunConfig, save_config
 from ..data.catalog import Catalog
 from ..data.masker import HierarchicalMasker
+from ..data.prefetch import DevicePrefetcher
 from ..data.reader import ShardedReader
 from ..dist_env import DistEnv
 from ..model import build_model
@@ -65,7 +66,10 @@ def run_training(
         val_masker = HierarchicalMasker(schema, cfg.masking, seed=cfg.train.seed + VAL_SEED_OFFSET)
         val_reader = ShardedReader(val_cat, cfg.data, env.rank, env.world_size, shuffle=False, masker=val_masker)
     model = build_model(schema, cfg.model, cfg.masking.mask_value)
+    n_params = model.num_params()  # before the engine: ZeRO-3 leaves each rank only a shard
     engine = engine_factory(model, cfg, env)
+    reader = DevicePrefetcher(reader, engine.device)  # pinned batches copied ahead; loop's to_torch is a no-op
+    val_reader = DevicePrefetcher(val_reader, engine.device) if val_reader is not None else None
     barrier = getattr(engine, "barrier", lambda: None)
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +83,7 @@ def run_training(
     log.info(
         "training %s: %d params, %d tokens/galaxy, %d train rows, rank %d/%d",
         cfg.name,
-        model.num_params(),
+        n_params,
         model.seq_len,
         train_cat.n_rows,
         env.rank,

@@ -1,0 +1,116 @@
+"""Train MOSAIC under any launcher: ``deepspeed``, ``torchrun``, ``srun``, ``mpiexec`` or none.
+
+Examples:
+  deepspeed --num_gpus 4 mosaic_hpc/train.py --deepspeed_config configs/zero2.json \\
+      --config configs/tiny.yaml --data catalogs/mock --out runs/tiny
+  srun -n 8 python mosaic_hpc/train.py --deepspeed_config configs/zero3.json --config ... --data ... --out ...
+  python mosaic_hpc/train.py --config configs/tiny.yaml --data ... --out ...   (one process, plain engine)
+
+Rank, world size, local rank and master address come from the launcher's environment
+(mosaic_hpc.dist_env). Without --deepspeed_config a one-process run uses the plain engine.
+
+Exit codes (the requeue protocol of launchers/common.sh and docs/hpc.md):
+  0  finished, or stopped cleanly by SIGTERM/SIGUSR1 or train.wall_time_budget_s after saving a
+     checkpoint; a wall-time-budget stop also writes RUN/REQUEUE to ask the launcher to continue
+  2  bad input (config, DeepSpeed JSON, data, launcher environment): one line on stderr
+  3  the loss became NaN/inf: training stopped, the last good checkpoint is untouched
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script (`deepspeed mosaic_hpc/train.py`): make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mosaic_hpc.config import load_config, parse_override
+from mosaic_hpc.dist_env import DistEnv, read_dist_env
+
+PROG = "mosaic_hpc/train.py"
+EXIT_BAD_INPUT = 2
+EXIT_NONFINITE = 3
+REQUEUE_FILE = "REQUEUE"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, type=Path, help="run config YAML (see configs/)")
+    p.add_argument("--data", required=True, type=Path, help="catalog directory (train.h5/test.h5 or shard dirs)")
+    p.add_argument("--out", required=True, type=Path, help="run directory (created)")
+    p.add_argument(
+        "--deepspeed_config",
+        "--deepspeed-config",
+        type=Path,
+        default=None,
+        help="DeepSpeed JSON (configs/zero{1,2,3}.json); without it: the plain engine, one process only",
+    )
+    p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
+    p.add_argument("--resume", default="auto", help="auto (latest checkpoint if any), none, or a checkpoint dir")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    # The deepspeed launcher appends --local_rank=N; the value comes from the environment anyway.
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def _setup_logging(env: DistEnv) -> None:
+    level = logging.INFO if env.is_main else logging.WARNING  # one copy of each message, not one per rank
+    logging.basicConfig(level=level, format=f"%(asctime)s [rank {env.rank}] %(name)s: %(message)s", force=True)
+
+
+def _fail(msg: str, code: int) -> int:
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        env = read_dist_env()
+    except ValueError as err:
+        return _fail(f"inconsistent launcher environment: {err}", EXIT_BAD_INPUT)
+    _setup_logging(env)
+    try:
+        cfg = load_config(args.config, dict(parse_override(s) for s in args.set))
+        if args.max_steps is not None and args.max_steps < 1:
+            raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
+        if args.deepspeed_config is None:
+            from mosaic_hpc.training.runner import plain_engine_factory
+
+            factory = plain_engine_factory  # refuses world size > 1 with a clear message
+        else:
+            from mosaic_hpc.training.deepspeed_engine import deepspeed_engine_factory
+
+            factory = deepspeed_engine_factory(args.deepspeed_config, yaml_source=str(args.config))
+        return _train(args, cfg, env, factory)
+    except (ValueError, FileNotFoundError) as err:
+        return _fail(str(err), EXIT_BAD_INPUT)
+
+
+def _train(args: argparse.Namespace, cfg, env: DistEnv, factory) -> int:
+    from mosaic_hpc.training.loop import NonFiniteLossError
+    from mosaic_hpc.training.runner import run_training
+
+    sinks = []
+    if cfg.logging.wandb and env.is_main:
+        from mosaic_hpc.training.wandb_sink import WandbSink
+
+        sinks.append(WandbSink(cfg, args.out))
+    requeue = args.out / REQUEUE_FILE
+    try:
+        result = run_training(
+            cfg, args.data, args.out, env, factory, resume=args.resume, max_steps=args.max_steps, extra_sinks=sinks
+        )
+    except NonFiniteLossError as err:
+        return _fail(f"non-finite loss: {err}", EXIT_NONFINITE)
+    if env.is_main:
+        if result.reason == "wall-time budget reached":
+            requeue.write_text(f"stopped at step {result.steps}: {result.reason}\n")
+        print(f"trained {result.steps} steps ({result.reason or 'completed'}); checkpoint: {result.last_checkpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

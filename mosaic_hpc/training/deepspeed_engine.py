@@ -1,0 +1,442 @@
+"""The DeepSpeed engine: ZeRO 1/2/3, bf16, fused Adam, collective checkpoints, universal resume.
+
+The only module that imports DeepSpeed, and only inside functions, so the package, the plain
+engine and the CLI work where DeepSpeed is absent. It implements the :class:`Engine` protocol the
+training loop drives, plus the optional hooks the runner looks for (``barrier``, ``agree_stop``,
+``reduce_mean``, ``peak_flops``).
+
+One source of truth. The run config (YAML) owns everything it names: batch sizes, learning
+rate and its schedule, betas, weight decay, clipping and precision. The DeepSpeed JSON owns what
+only DeepSpeed knows: the ZeRO stage and its buckets, communication, offload, optimizer type and
+eps. A JSON key that repeats a run-config value may be left out or set to ``"auto"`` (we fill it
+in); stated with another value it is a ``ValueError`` naming both files and keys, never a silent
+override. See configs/README.md for every key.
+
+Checkpoints: every rank calls DeepSpeed's ``save_checkpoint`` into the directory the
+:class:`CheckpointManager` gives it; rank 0 then consolidates the fp32 master weights into a
+plain ``model.pt``, so evaluation never needs DeepSpeed. Resuming at another world size
+converts the checkpoint with ``ds_to_universal`` and loads it with ``load_universal``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+from argparse import Namespace
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import RunConfig
+from ..data.batch import Batch
+from ..dist_env import DistEnv
+from ..model import ModelOutput, MosaicModel
+from .checkpoint import read_client_state
+from .engine import param_groups
+from .metrics import peak_flops_for
+from .schedule import lr_factor
+
+log = logging.getLogger("mosaic_hpc.train")
+
+AUTO = "auto"
+ADAM_TYPES = ("adam", "adamw")
+UNIVERSAL_PREFIX = ".universal-"
+AGREE_EVERY = 5  # optimizer steps between stop-flag agreements across ranks (see agree_stop)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Swallow the progress bars and prints of DeepSpeed's offline checkpoint tools."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def _rng_file(rank: int) -> str:
+    return f"rng_rank{rank:05d}.pt"
+
+
+def _settle(ds: dict[str, Any], path: list[str], wanted: Any, yaml_key: str, ds_source: str, yaml_source: str) -> None:
+    """Fill ``ds[path]`` with ``wanted`` when absent or "auto"; raise when it states another value."""
+    node = ds
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"{ds_source}: {'.'.join(path[:-1])} must be a JSON object")
+    key = path[-1]
+    stated = node.get(key, AUTO)
+    if stated == AUTO:
+        node[key] = wanted
+        return
+    same = (
+        list(stated) == list(wanted)
+        if isinstance(wanted, (list, tuple)) and isinstance(stated, (list, tuple))
+        else stated == wanted
+    )
+    if not same:
+        raise ValueError(
+            f"{ds_source}: {'.'.join(path)}={stated!r} conflicts with {yaml_key}={wanted!r} in {yaml_source}; "
+            f'remove it from the JSON or set it to "auto" (the run config is the source of truth)'
+        )
+
+
+def resolve_ds_config(
+    ds_config: dict[str, Any],
+    cfg: RunConfig,
+    world_size: int,
+    cuda: bool,
+    ds_source: str = "DeepSpeed config",
+    yaml_source: str = "run config",
+) -> dict[str, Any]:
+    """The DeepSpeed config to initialise with: the JSON completed and checked against the run config.
+
+    Args:
+        ds_config: the parsed JSON (not modified).
+        cfg: the run config, the source of truth for every value both can state.
+        world_size: data-parallel ranks (``train_batch_size`` = micro-batch x accumulation x ranks).
+        cuda: True on GPUs: the optimizer is DeepSpeed's FusedAdam; on CPU ``torch_adam`` is set
+            so nothing is JIT-compiled.
+        ds_source, yaml_source: file names used in error messages.
+
+    Raises:
+        ValueError: a stated value conflicts with the run config, or the JSON asks for something
+            this trainer does not support (an LR scheduler, fp16, a non-Adam optimizer, ZeRO 0).
+    """
+    ds = json.loads(json.dumps(ds_config))  # deep copy; the JSON is plain data
+    tc, mbs = cfg.train, cfg.data.micro_batch_size
+    settle = lambda path, wanted, yaml_key: _settle(ds, path, wanted, yaml_key, ds_source, yaml_source)
+    settle(["train_micro_batch_size_per_gpu"], mbs, "data.micro_batch_size")
+    settle(["gradient_accumulation_steps"], tc.grad_accum_steps, "train.grad_accum_steps")
+    settle(
+        ["train_batch_size"],
+        mbs * tc.grad_accum_steps * world_size,
+        f"data.micro_batch_size x train.grad_accum_steps x {world_size} ranks",
+    )
+    settle(["gradient_clipping"], tc.grad_clip, "train.grad_clip")
+    settle(["bf16", "enabled"], tc.precision == "bf16", "train.precision")
+    if ds.get("fp16", {}).get("enabled", False) not in (False, AUTO):
+        raise ValueError(f"{ds_source}: fp16.enabled is not supported (loss scaling); use train.precision: bf16")
+    ds.pop("fp16", None)
+    if "scheduler" in ds:
+        raise ValueError(
+            f"{ds_source}: remove 'scheduler': the learning-rate schedule is train.warmup_steps / train.min_lr_ratio "
+            f"in {yaml_source} (warm-up + cosine, identical on every engine)"
+        )
+    opt = ds.setdefault("optimizer", {"type": "AdamW"})
+    if str(opt.get("type", "")).lower() not in ADAM_TYPES:
+        raise ValueError(f"{ds_source}: optimizer.type must be Adam or AdamW, got {opt.get('type')!r}")
+    params = opt.setdefault("params", {})
+    if params.get("adam_w_mode", True) is False:
+        raise ValueError(f"{ds_source}: optimizer.params.adam_w_mode=false is not supported (the trainer uses AdamW)")
+    settle(["optimizer", "params", "lr"], tc.lr, "train.lr")
+    settle(["optimizer", "params", "betas"], list(tc.betas), "train.betas")
+    settle(["optimizer", "params", "weight_decay"], tc.weight_decay, "train.weight_decay")
+    params.setdefault("torch_adam", not cuda)  # CPU: torch.optim.AdamW, no op build; GPU: FusedAdam
+    stage = ds.setdefault("zero_optimization", {}).setdefault("stage", 1)
+    if stage not in (1, 2, 3):
+        raise ValueError(f"{ds_source}: zero_optimization.stage must be 1, 2 or 3, got {stage!r}")
+    ds.setdefault("steps_per_print", 10**9)  # our loop logs; DeepSpeed's own step prints are noise
+    return ds
+
+
+def load_ds_json(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"DeepSpeed config {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must hold a JSON object")
+    return data
+
+
+def _disable_cpu_shm_comm() -> None:
+    """Skip DeepSpeed's shared-memory comm op on CPU, saving its ~1 minute JIT build.
+
+    The op only serves ``inference_all_reduce`` (tensor-parallel inference); training collectives
+    go through torch.distributed (gloo). DeepSpeed builds the op whenever its compatibility table
+    says it can, and keeps that table as one cached module dict, so marking the op incompatible
+    there before the backend starts is enough.
+    """
+    import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
+
+    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
+    if builder is not None:
+        deepspeed.ops.__compatible_ops__[builder.NAME] = False
+
+
+def init_distributed(env: DistEnv) -> None:
+    """Start torch.distributed from the launcher environment (idempotent).
+
+    Exports RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT first, so that ``mpiexec`` and
+    ``srun`` ranks (which set only their own variables) initialise through ``env://`` like
+    torchrun's, and passes ``auto_mpi_discovery=False``: DeepSpeed's discovery calls
+    ``hostname -I``, which fails on ALCF systems.
+    """
+    import deepspeed
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return
+    os.environ.update(env.export())
+    if torch.cuda.is_available():
+        torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
+    else:
+        _disable_cpu_shm_comm()
+    deepspeed.init_distributed(
+        auto_mpi_discovery=False,
+        distributed_port=env.master_port,
+        rank=env.rank,
+        world_size=env.world_size,
+        verbose=False,
+    )
+
+
+def _output_as_tuple(module: torch.nn.Module, inputs: Any, output: ModelOutput) -> tuple:
+    return (output.mean, output.logvar, output.hidden_states)
+
+
+class DeepSpeedEngine:
+    """A DeepSpeed engine behind the loop's :class:`Engine` interface.
+
+    Args:
+        model: the MOSAIC model, identically initialised on every rank (same seed).
+        cfg: run config.
+        env: this rank's place in the job.
+        ds_config: a resolved DeepSpeed config (:func:`resolve_ds_config`).
+    """
+
+    def __init__(self, model: MosaicModel, cfg: RunConfig, env: DistEnv, ds_config: dict[str, Any]) -> None:
+        import deepspeed
+
+        init_distributed(env)
+        self.cfg, self.env = cfg, env
+        tc = cfg.train
+        # The schedule is a torch LambdaLR over the same pure function as the plain engine's, so
+        # both engines (and resumed runs) use exactly the same LR at every step.
+        schedule = lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
+        if ds_config["zero_optimization"]["stage"] == 3:
+            # ZeRO-3 re-gathers a module's parameters for its backward through hooks on the
+            # tensors the module returns, found by walking tuples, lists and dicts only. The model
+            # returns a ModelOutput dataclass, so its own parameter (``pos``) would stay
+            # partitioned in backward. This hook, registered before DeepSpeed's, hands DeepSpeed a
+            # tuple instead; :meth:`forward` turns it back into a ModelOutput.
+            model.register_forward_hook(_output_as_tuple)
+        self._ds, _, _, _ = deepspeed.initialize(
+            model=model, model_parameters=param_groups(model, cfg), config=ds_config, lr_scheduler=schedule
+        )
+        self.module: MosaicModel = self._ds.module
+        self.device: torch.device = torch.device(self._ds.device)
+        self.zero_stage: int = self._ds.zero_optimization_stage()
+        self.peak_flops: float = peak_flops_for(self.device, cfg.logging.peak_tflops)
+        self._agree_calls = 0
+
+    @property
+    def global_steps(self) -> int:
+        return int(self._ds.global_steps)
+
+    def forward(self, batch: Batch, return_hidden_states: bool = False) -> ModelOutput:
+        # bf16: DeepSpeed holds the module in bf16; the model casts its inputs to its own dtype
+        # and the loss upcasts predictions to fp32.
+        out = self._ds(batch.targets, batch.hidden, return_hidden_states=return_hidden_states)
+        return ModelOutput(*out) if isinstance(out, tuple) else out
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self._ds.backward(loss)  # DeepSpeed divides by gradient_accumulation_steps itself
+
+    def step(self) -> bool:
+        boundary = self._ds.is_gradient_accumulation_boundary()
+        self._ds.step()
+        return bool(boundary)
+
+    def get_lr(self) -> float:
+        return float(self._ds.get_lr()[0])
+
+    def get_grad_norm(self) -> float | None:
+        norm = self._ds.get_global_grad_norm()
+        return None if norm is None else float(norm)
+
+    def train(self, mode: bool = True) -> None:
+        self._ds.train(mode)
+
+    # -- collectives used by the runner and the loop -------------------------------------------
+
+    def barrier(self) -> None:
+        import deepspeed.comm as dist
+
+        dist.barrier()
+
+    def agree_stop(self, flag: bool) -> bool:
+        """True on every rank when any rank wants to stop (all-reduce MAX), checked every few steps.
+
+        The loop asks after every optimizer step, but reading the reduced flag back to the host
+        is a device synchronisation that stalls the GPU queue, which costs more than the step of
+        a small model. The stop flag is sticky (a signal or the wall-time budget stays a reason
+        to stop), so it is enough to combine it every ``AGREE_EVERY`` calls: every rank counts
+        the same calls, so all ranks still decide together, at most ``AGREE_EVERY - 1`` steps
+        (well under a second) after the first rank had a reason. One rank needs no collective.
+        """
+        if self.env.world_size == 1:
+            return flag
+        self._agree_calls += 1
+        if self._agree_calls % AGREE_EVERY:
+            return False
+        import deepspeed.comm as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Mean over ranks (for logged losses; NaN on any rank makes the mean NaN everywhere)."""
+        if self.env.world_size == 1:
+            return tensor.detach().float()
+        import deepspeed.comm as dist
+
+        t = tensor.detach().clone().float()
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t / self.env.world_size
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def save(self, ckpt_dir: Path, client_state: dict[str, Any]) -> None:
+        """Collective save into ``ckpt_dir`` plus rank 0's consolidated fp32 ``model.pt``.
+
+        ``universal_checkpoint_info`` is what ``ds_to_universal`` requires of checkpoints not
+        written by Megatron; with it a checkpoint can be resumed at another world size.
+        """
+        from deepspeed.checkpoint.constants import (
+            UNIVERSAL_CHECKPOINT_INFO,
+            UNIVERSAL_CHECKPOINT_VERSION_KEY,
+            UNIVERSAL_CHECKPOINT_VERSION_VALUE,
+        )
+
+        ckpt_dir = Path(ckpt_dir)
+        state = {
+            **client_state,
+            UNIVERSAL_CHECKPOINT_INFO: {UNIVERSAL_CHECKPOINT_VERSION_KEY: UNIVERSAL_CHECKPOINT_VERSION_VALUE},
+        }
+        self._ds.save_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name, client_state=state, save_latest=False)
+        # RNG streams are per rank (dropout differs per rank), so each rank keeps its own file.
+        rng = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.empty(0),
+        }
+        torch.save(rng, ckpt_dir / _rng_file(self.env.rank))
+        self.barrier()
+        if self.env.is_main:
+            torch.save(self._fp32_state_dict(ckpt_dir), ckpt_dir / "model.pt")
+        self.barrier()
+
+    def _fp32_state_dict(self, ckpt_dir: Path) -> dict[str, torch.Tensor]:
+        """Full-precision weights gathered from the ZeRO shards just written (any stage).
+
+        The fp32 master copies live partitioned in the optimizer (the module may hold bf16
+        copies, or under ZeRO-3 only a shard), so rank 0 rebuilds them from the files every
+        rank has written, DeepSpeed's documented consolidation path. This reads the optimizer
+        shards (about 16 bytes per parameter) into rank 0's host memory.
+        """
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        with _quiet():  # it prints per-shard progress
+            sd = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
+        # Clone: the tensors are views into one flat buffer; saved as views they drag it along.
+        return {k: v.detach().to(torch.float32).clone() for k, v in sd.items()}
+
+    def load(self, ckpt_dir: Path) -> dict[str, Any]:
+        """Restore weights, optimizer, LR schedule and RNG; returns the saved client state.
+
+        At the saved world size DeepSpeed loads its own files. At another one the per-rank ZeRO
+        partitions no longer fit, so rank 0 converts the checkpoint into a universal one beside
+        it (``ds_to_universal``) and every rank loads that with ``load_universal``; the
+        conversion is removed afterwards (it is rebuilt from the original when needed).
+        """
+        ckpt_dir = Path(ckpt_dir)
+        client = read_client_state(ckpt_dir)
+        saved_world = int(client.get("world_size", self.env.world_size))
+        if saved_world == self.env.world_size:
+            path, _ = self._ds.load_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
+            if path is None:
+                raise ValueError(f"{ckpt_dir}: DeepSpeed could not load this checkpoint")
+            rng_path = ckpt_dir / _rng_file(self.env.rank)
+            if rng_path.is_file():
+                rng = torch.load(rng_path, map_location="cpu", weights_only=True)
+                torch.set_rng_state(rng["torch"])
+                if self.device.type == "cuda" and rng["cuda"].numel():
+                    torch.cuda.set_rng_state(rng["cuda"], self.device)
+            return client
+        universal = ckpt_dir.parent / f"{UNIVERSAL_PREFIX}{ckpt_dir.name}"
+        if self.env.is_main:
+            log.info(
+                "checkpoint %s was written by %d ranks, this run has %d: converting it to a universal checkpoint in %s",
+                ckpt_dir,
+                saved_world,
+                self.env.world_size,
+                universal,
+            )
+            convert_to_universal(ckpt_dir, universal)
+        self.barrier()
+        # load_universal is read from the config at load time only; switch it on for this load.
+        self._ds._config.load_universal_checkpoint = True
+        try:
+            path, _ = self._ds.load_checkpoint(str(universal.parent), tag=universal.name)
+        finally:
+            self._ds._config.load_universal_checkpoint = False
+        if path is None:
+            raise ValueError(f"{universal}: DeepSpeed could not load the universal checkpoint")
+        self.barrier()
+        if self.env.is_main:
+            shutil.rmtree(universal, ignore_errors=True)
+        # RNG: the saved streams belonged to another rank layout; keep this run's seeded ones.
+        return client
+
+
+def convert_to_universal(ckpt_dir: Path, out_dir: Path) -> None:
+    """``ds_to_universal`` in-process, serially (no worker pool: ranks already fill the cores)."""
+    from deepspeed.checkpoint import ds_to_universal
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    args = Namespace(
+        input_folder=str(ckpt_dir),
+        output_folder=str(out_dir),
+        num_extract_workers=1,
+        num_merge_workers=1,
+        keep_temp_folder=False,
+        strict=True,
+        inject_missing_state=False,
+    )
+    with _quiet():
+        ds_to_universal.main(args)
+    # It also writes DeepSpeed's own `latest_universal` pointer beside the output; ours is `latest`.
+    (out_dir.parent / "latest_universal").unlink(missing_ok=True)
+
+
+def deepspeed_engine_factory(
+    ds_config_path: Path | str, yaml_source: str = "the run config"
+) -> Callable[[MosaicModel, RunConfig, DistEnv], DeepSpeedEngine]:
+    """A ``run_training`` engine factory for the DeepSpeed JSON at ``ds_config_path``.
+
+    ``yaml_source`` names the run config file in conflict messages.
+
+    The JSON is read now (a missing or malformed file fails before any process group starts) and
+    checked against the run config when the engine is built, before ``init_distributed``, so a
+    conflict fails on every rank at once instead of hanging in a collective.
+    """
+    path = Path(ds_config_path)
+    raw = load_ds_json(path)
+
+    def factory(model: MosaicModel, cfg: RunConfig, env: DistEnv) -> DeepSpeedEngine:
+        resolved = resolve_ds_config(
+            raw, cfg, env.world_size, cuda=torch.cuda.is_available(), ds_source=str(path), yaml_source=yaml_source
+        )
+        return DeepSpeedEngine(model, cfg, env, resolved)
+
+    return factory

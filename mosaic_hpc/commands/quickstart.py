@@ -49,6 +49,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run directory (default: runs/quickstart)")
     p.add_argument("--n-galaxies", type=int, default=20000, help="mock catalog size, train + test (default: 20000)")
     p.add_argument("--catalog", type=Path, default=None, help="use this catalog directory instead of a mock one")
+    p.add_argument(
+        "--noise",
+        choices=("none", "lsst10"),
+        default="none",
+        help="mock photometric noise (default: none, like the paper's noise-free synthetic catalog; lsst10 adds "
+        "LSST 10-year and SPHEREx all-sky errors, under which most SPHEREx channels are non-detections)",
+    )
     p.add_argument("--config", default="small", help="config name in configs/ or a YAML path (default: small)")
     p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     p.add_argument("--engine", choices=ENGINES, default="auto", help="training engine (default: auto, see above)")
@@ -125,7 +132,7 @@ def prepare_catalog(args: argparse.Namespace) -> Path:
 
     # An invalid leftover (an interrupted generation) is replaced.
     overwrite = cat_dir.is_dir() and any(cat_dir.iterdir())
-    make_mock_catalog(cat_dir, args.n_galaxies, seed=args.seed, overwrite=overwrite, progress=True)
+    make_mock_catalog(cat_dir, args.n_galaxies, seed=args.seed, noise=args.noise, overwrite=overwrite, progress=True)
     return cat_dir
 
 

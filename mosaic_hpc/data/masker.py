@@ -1,11 +1,11 @@
 """Hierarchical dynamic masking (paper App. A), vectorised over a batch.
 
-Per galaxy: every modality is hidden whole with probability ``p_modality``; in the scalars
-modality each element is hidden with ``p_scalar``; a vector not hidden whole gets random spans
-until a budget of ceil(span_ratio * L) values is spent (spans may overlap, so the hidden share is
-at most the budget). The loop runs over span *rounds*, each vectorised over the batch: the
-expected number of rounds is about ln(budget) + 0.6 (each span takes a uniform share of what is
-left), so there is no per-sample Python loop.
+Per galaxy: every modality is hidden whole with probability ``p_modality`` (or its entry in
+``p_modality_overrides``); in the scalars modality each element is hidden with ``p_scalar``; a
+vector not hidden whole gets random spans until a budget of ceil(span_ratio * L) values is spent
+(spans may overlap, so the hidden share is at most the budget). The loop runs over span *rounds*,
+each vectorised over the batch: the expected number of rounds is about ln(budget) + 0.6 (each span
+takes a uniform share of what is left), so there is no per-sample Python loop.
 
 Randomness comes from :mod:`keyed_random`: masks are a pure function of (seed, epoch, row).
 """
@@ -31,6 +31,13 @@ class HierarchicalMasker:
         self.schema = schema
         self.config = config or MaskConfig()
         self.seed = int(seed)
+        unknown = sorted(set(self.config.p_modality_overrides) - set(schema.names))
+        if unknown:
+            raise ValueError(
+                f"masking.p_modality_overrides names modalities {unknown} not in the catalog {list(schema.names)}"
+            )
+        # [K] whole-modality probabilities in schema order, compared with one [B, K] draw
+        self.p_whole = np.array([self.config.modality_probability(n) for n in schema.names])
 
     def budget(self, length: int) -> int:
         """ceil(p L) values per partly masked vector (App. A)."""
@@ -41,7 +48,7 @@ class HierarchicalMasker:
         cfg = self.config
         keys = keyed_random.row_keys(self.seed, epoch, row_ids)
         n = len(row_ids)
-        whole = keyed_random.uniform(keys, 0, len(self.schema)) < cfg.p_modality  # [B, K]
+        whole = keyed_random.uniform(keys, 0, len(self.schema)) < self.p_whole[None, :]  # [B, K]
         masks = {}
         for k, spec in enumerate(self.schema):
             base = _BLOCK * (k + 1)

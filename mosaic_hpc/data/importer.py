@@ -1,0 +1,668 @@
+"""Import a survey catalog (columnar HDF5, Parquet or CSV) into the catalog format, driven by a mapping.
+
+A mapping file (YAML, read with ``yaml.safe_load``) says which input columns form which modality,
+in which order, with which units and axis, which values are sentinels for "missing", and which
+columns hold the errors of a modality (imported as a separate vector modality, ``<name>_err`` by
+default, so the model can take them as input). See docs/import_catalog.md for the reference.
+
+Why this order of work: every input file is read and checked completely (columns exist, are
+numeric, have one length, are not entirely missing) *before* anything is written, and the two
+splits are written into a staging directory that is moved into place only when both are
+complete. A malformed input therefore never leaves a partial catalog under the final names, and
+an output directory that did not exist before a failed import does not exist after it.
+
+Readers: HDF5 via h5py (one dataset per column, possibly inside groups, like the DC2 files of
+RAIL); CSV via the standard library (no pandas); Parquet via pyarrow, imported lazily because it
+is an optional dependency (``pip install pyarrow``, in the ``science`` extra). Conversion holds
+the mapped columns in memory (8 bytes per value): split very large inputs into several files.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..schema import KINDS, CatalogSchema, ModalitySpec
+from .catalog import SPLITS, CatalogError, CatalogWriter, default_norm_modes, stats_from_running
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv",)
+ERR_SUFFIX = "_err"  # default name of an error modality: <modality>_err (e.g. lsst_err)
+WRITE_BLOCK_ROWS = 65536  # rows per CatalogWriter.append: bounded temporary memory while writing
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")  # an HDF5 dataset name without '/'
+
+# Keys accepted at each level of the mapping; anything else is rejected by its dotted name.
+TOP_KEYS = ("source", "group", "modalities", "split", "vector_norm")
+MODALITY_KEYS = ("kind", "columns", "names", "unit", "axis", "missing", "errors")
+AXIS_KEYS = ("values", "quantity", "unit")
+ERROR_KEYS = ("name", "columns", "unit", "missing")
+SPLIT_KEYS = ("test_fraction", "seed")
+
+
+# --------------------------------------------------------------------------------------------
+# Mapping schema
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AxisMapping:
+    """Coordinate of each value of a vector modality (e.g. effective wavelength of each band)."""
+
+    values: tuple[float, ...]
+    quantity: str = ""
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class ErrorMapping:
+    """Error columns of a modality, paired one to one (same order) with its value columns.
+
+    Attributes:
+        name: catalog name of the error modality (default ``<modality>_err``).
+        columns: input columns of the errors.
+        unit: unit of the errors (default: the modality's unit; a magnitude error is in mag).
+        missing: sentinel values per input column. An error is also missing wherever its value
+            is missing: the error of a non-detection is not an error (DC2 stores the 1-sigma
+            limiting magnitude there), and feeding it as one would mislead the model.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    unit: str
+    missing: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModalityMapping:
+    """One modality of the output catalog and the input columns it is made of.
+
+    Attributes:
+        name: modality name in the catalog (``/modalities/<name>``).
+        kind: ``"scalars"`` or ``"vector"``.
+        columns: input column names in output order (HDF5: dataset paths, relative to ``group``).
+        names: names stored in the catalog (scalar column names or band names); default columns.
+        unit: physical unit of the values.
+        axis: axis of a vector, or None (the index is then the axis).
+        missing: sentinel values per input column that mean "missing" (become NaN).
+        errors: error columns imported as a separate modality, or None.
+    """
+
+    name: str
+    kind: str
+    columns: tuple[str, ...]
+    names: tuple[str, ...]
+    unit: str = ""
+    axis: AxisMapping | None = None
+    missing: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    errors: ErrorMapping | None = None
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """Random train/test split of one input file, reproducible from ``seed``."""
+
+    test_fraction: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CatalogMapping:
+    """A parsed, validated mapping file.
+
+    Attributes:
+        path: the mapping file (named in error messages).
+        modalities: output modalities in catalog order (error modalities follow their parent).
+        group: HDF5 group that column names are relative to ('' = the file root).
+        split: split rule of a single input, or None (then the default rule, or ``--input-test``).
+        source: provenance stored in the catalog's ``source`` attribute.
+        vector_norm: ``"global"`` (paper) or ``"per_bin"`` normalisation of vector modalities.
+    """
+
+    path: Path
+    modalities: tuple[ModalityMapping, ...]
+    group: str = ""
+    split: SplitRule | None = None
+    source: str = ""
+    vector_norm: str = "global"
+
+    def schema(self) -> CatalogSchema:
+        """Catalog schema: each modality, then its error modality right after it."""
+        specs = []
+        for m in self.modalities:
+            axis = m.axis or AxisMapping(())
+            specs.append(
+                ModalitySpec(m.name, m.kind, len(m.columns), m.unit, m.names, axis.values, axis.quantity, axis.unit)
+            )
+            if m.errors is not None:
+                names = m.names if m.kind == "vector" else tuple(n + ERR_SUFFIX for n in m.names)
+                specs.append(
+                    ModalitySpec(
+                        m.errors.name,
+                        m.kind,
+                        len(m.columns),
+                        m.errors.unit,
+                        names,
+                        axis.values,
+                        axis.quantity,
+                        axis.unit,
+                    )
+                )
+        return CatalogSchema(tuple(specs))
+
+    def input_columns(self) -> list[str]:
+        """Every input column the mapping reads, each once, in mapping order."""
+        cols: list[str] = []
+        for m in self.modalities:
+            cols += list(m.columns) + list(m.errors.columns if m.errors else ())
+        return list(dict.fromkeys(cols))
+
+
+def _err(path: Path, key: str, reason: str) -> CatalogError:
+    return CatalogError(path, key, reason)
+
+
+def _check_keys(path: Path, data: Any, allowed: tuple[str, ...], where: str) -> dict:
+    if not isinstance(data, dict):
+        raise _err(path, where or "mapping", f"must be a mapping, got {type(data).__name__}")
+    unknown = sorted(str(k) for k in set(data) - set(allowed))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise _err(path, prefix + unknown[0], f"unknown key {unknown}; valid keys: {list(allowed)}")
+    return data
+
+
+def _str(path: Path, value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise _err(path, key, f"must be a string, got {value!r}")
+    return value
+
+
+def _number(path: Path, value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _err(path, key, f"must be a number, got {value!r}")
+    return float(value)
+
+
+def _str_list(path: Path, value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise _err(path, key, "must be a non-empty list of column names")
+    out = tuple(_str(path, v, f"{key}[{i}]") for i, v in enumerate(value))
+    dup = sorted({c for c in out if out.count(c) > 1})
+    if dup:
+        raise _err(path, key, f"lists {dup} more than once")
+    return out
+
+
+def _name(path: Path, value: Any, key: str) -> str:
+    name = _str(path, value, key)
+    if not _NAME_RE.match(name):
+        raise _err(path, key, f"{name!r} is not a valid modality name (letters, digits, '_', '.', '-'; no '/')")
+    return name
+
+
+def _sentinels(path: Path, value: Any, columns: tuple[str, ...], key: str) -> dict[str, tuple[float, ...]]:
+    """``missing``: a number or list (every column) or a mapping column -> number or list."""
+
+    def values(v: Any, k: str) -> tuple[float, ...]:
+        items = v if isinstance(v, list) else [v]
+        return tuple(_number(path, x, f"{k}[{i}]" if isinstance(v, list) else k) for i, x in enumerate(items))
+
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        unknown = sorted(str(c) for c in set(value) - set(columns))
+        if unknown:
+            raise _err(path, f"{key}.{unknown[0]}", f"is not one of this modality's columns {list(columns)}")
+        return {str(c): values(v, f"{key}.{c}") for c, v in value.items()}
+    vals = values(value, key)
+    return dict.fromkeys(columns, vals)
+
+
+def _axis(path: Path, value: Any, n: int, key: str) -> AxisMapping:
+    data = _check_keys(path, value, AXIS_KEYS, key)
+    if "values" not in data:
+        raise _err(path, f"{key}.values", "missing (one coordinate per column)")
+    raw = data["values"]
+    if not isinstance(raw, list):
+        raise _err(path, f"{key}.values", f"must be a list of numbers, got {raw!r}")
+    vals = tuple(_number(path, v, f"{key}.values[{i}]") for i, v in enumerate(raw))
+    if len(vals) != n:
+        raise _err(path, f"{key}.values", f"has {len(vals)} values for {n} columns")
+    return AxisMapping(
+        vals, _str(path, data.get("quantity", ""), f"{key}.quantity"), _str(path, data.get("unit", ""), f"{key}.unit")
+    )
+
+
+def _modality(path: Path, name: str, value: Any) -> ModalityMapping:
+    key = f"modalities.{name}"
+    data = _check_keys(path, value, MODALITY_KEYS, key)
+    for req in ("kind", "columns"):
+        if req not in data:
+            raise _err(path, f"{key}.{req}", "missing")
+    kind = _str(path, data["kind"], f"{key}.kind")
+    if kind not in KINDS:
+        raise _err(path, f"{key}.kind", f"must be one of {list(KINDS)}, got {kind!r}")
+    columns = _str_list(path, data["columns"], f"{key}.columns")
+    names = _str_list(path, data["names"], f"{key}.names") if "names" in data else columns
+    if len(names) != len(columns):
+        raise _err(path, f"{key}.names", f"has {len(names)} names for {len(columns)} columns")
+    unit = _str(path, data.get("unit", ""), f"{key}.unit")
+    axis = _axis(path, data["axis"], len(columns), f"{key}.axis") if data.get("axis") is not None else None
+    if axis is not None and kind == "scalars":
+        raise _err(path, f"{key}.axis", "scalars have named columns, not an axis")
+    errors = None
+    if data.get("errors") is not None:
+        ekey = f"{key}.errors"
+        edata = _check_keys(path, data["errors"], ERROR_KEYS, ekey)
+        if "columns" not in edata:
+            raise _err(path, f"{ekey}.columns", "missing")
+        ecols = _str_list(path, edata["columns"], f"{ekey}.columns")
+        if len(ecols) != len(columns):
+            raise _err(path, f"{ekey}.columns", f"has {len(ecols)} columns for the {len(columns)} of {name!r}")
+        errors = ErrorMapping(
+            name=_name(path, edata.get("name", name + ERR_SUFFIX), f"{ekey}.name"),
+            columns=ecols,
+            unit=_str(path, edata.get("unit", unit), f"{ekey}.unit"),
+            missing=_sentinels(path, edata.get("missing"), ecols, f"{ekey}.missing"),
+        )
+    return ModalityMapping(
+        name=_name(path, name, key),
+        kind=kind,
+        columns=columns,
+        names=names,
+        unit=unit,
+        axis=axis,
+        missing=_sentinels(path, data.get("missing"), columns, f"{key}.missing"),
+        errors=errors,
+    )
+
+
+def parse_mapping(data: Any, path: Path | str = "<mapping>") -> CatalogMapping:
+    """Validate plain data (as loaded from YAML) into a :class:`CatalogMapping`.
+
+    Raises:
+        CatalogError: unknown keys (named with their dotted path and the valid keys), missing
+            required keys, wrong types, inconsistent lengths or duplicate modality names.
+    """
+    path = Path(path)
+    data = _check_keys(path, data, TOP_KEYS, "")
+    mods = data.get("modalities")
+    if not isinstance(mods, dict) or not mods:
+        raise _err(path, "modalities", "must be a non-empty mapping of modality name -> definition")
+    modalities = tuple(_modality(path, str(n), v) for n, v in mods.items())
+    names = [n for m in modalities for n in (m.name, *([m.errors.name] if m.errors else []))]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise _err(path, "modalities", f"modality names {dup} are used more than once (error modalities included)")
+    split = None
+    if data.get("split") is not None:
+        sdata = _check_keys(path, data["split"], SPLIT_KEYS, "split")
+        frac = _number(path, sdata.get("test_fraction", 0.1), "split.test_fraction")
+        if not 0.0 < frac < 1.0:
+            raise _err(path, "split.test_fraction", f"must be in (0, 1), got {frac}")
+        seed = sdata.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise _err(path, "split.seed", f"must be an integer, got {seed!r}")
+        split = SplitRule(frac, seed)
+    vector_norm = _str(path, data.get("vector_norm", "global"), "vector_norm")
+    if vector_norm not in ("global", "per_bin"):
+        raise _err(path, "vector_norm", f"must be 'global' or 'per_bin', got {vector_norm!r}")
+    group = _str(path, data.get("group", ""), "group").strip("/")
+    return CatalogMapping(path, modalities, group, split, _str(path, data.get("source", ""), "source"), vector_norm)
+
+
+def load_mapping(path: Path | str) -> CatalogMapping:
+    """Read and validate a mapping YAML file (``yaml.safe_load``: no object construction)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mapping file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise _err(path, "yaml", f"not valid YAML ({' '.join(str(err).split())})") from None
+    return parse_mapping(data, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Readers: one per format, each returning float64 columns checked for type and length
+# --------------------------------------------------------------------------------------------
+
+
+def _as_float(path: Path, column: str, arr: np.ndarray) -> np.ndarray:
+    """float64 copy of a numeric 1-D column; integers are exact below 2**53."""
+    if arr.dtype.kind not in "iuf":
+        raise _err(path, f"column {column!r}", f"has non-numeric type {arr.dtype} (expected integer or float)")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise _err(path, f"column {column!r}", f"has shape {arr.shape}, expected one value per row")
+    return np.asarray(arr, dtype=np.float64)
+
+
+def _check_lengths(path: Path, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    first = next(iter(out))
+    for c, a in out.items():
+        if len(a) != len(out[first]):
+            raise _err(path, f"column {c!r}", f"has {len(a)} rows but column {first!r} has {len(out[first])}")
+    if len(out[first]) == 0:
+        raise _err(path, f"column {first!r}", "has no rows")
+    return out
+
+
+def _dataset_names(group) -> list[str]:
+    """Paths of every dataset below an h5py group (for a 'missing column' message)."""
+    import h5py
+
+    found: list[str] = []
+    group.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def read_hdf5(path: Path, columns: list[str], group: str = "") -> dict[str, np.ndarray]:
+    """Columns of a columnar HDF5 file: one 1-D dataset per column, paths relative to ``group``."""
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise _err(path, "file", "is not an HDF5 file (no HDF5 signature)")
+    out = {}
+    with h5py.File(path, "r", locking=False) as f:
+        root = f
+        if group:
+            if group not in f or not isinstance(f[group], h5py.Group):
+                raise _err(path, f"group {group!r}", f"missing; top-level entries: {sorted(f.keys())[:20]}")
+            root = f[group]
+        for c in columns:
+            if c not in root or not isinstance(root[c], h5py.Dataset):
+                found = _dataset_names(root)
+                raise _err(path, f"column {c!r}", f"missing; datasets{' in ' + group if group else ''}: {found[:20]}")
+            ds = root[c]
+            if ds.dtype.kind not in "iuf":
+                raise _err(path, f"column {c!r}", f"has non-numeric type {ds.dtype} (expected integer or float)")
+            out[c] = _as_float(path, c, ds[()])
+    return _check_lengths(path, out)
+
+
+def read_csv(path: Path, columns: list[str], group: str = "") -> dict[str, np.ndarray]:
+    """Columns of a CSV file with a header line; an empty field is a missing value (NaN).
+
+    Every line must have as many fields as the header: a short or long line means a broken
+    file, and guessing which column moved would silently corrupt the catalog.
+    """
+    del group  # CSV has no groups
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            raise _err(path, "header", "file is empty (expected a header line with column names)")
+        header = [h.strip() for h in header]
+        idx = {}
+        for c in columns:
+            if c not in header:
+                raise _err(path, f"column {c!r}", f"missing; columns in the header: {header[:30]}")
+            idx[c] = header.index(c)
+        cells: dict[str, list[str]] = {c: [] for c in columns}
+        for line_no, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise _err(path, f"line {line_no}", f"has {len(row)} fields but the header has {len(header)}")
+            for c, i in idx.items():
+                cells[c].append(row[i].strip())
+    out = {}
+    for c, vals in cells.items():
+        raw = np.asarray(vals, dtype=object)
+        raw[raw == ""] = "nan"
+        try:
+            out[c] = raw.astype(np.float64)
+        except ValueError:
+            bad = next(i for i, v in enumerate(vals) if not _parses(v))
+            raise _err(path, f"column {c!r}", f"non-numeric value {vals[bad]!r} on line {bad + 2}") from None
+    if not out or not len(next(iter(out.values()))):
+        raise _err(path, f"column {columns[0]!r}", "has no rows")
+    return out
+
+
+def _parses(v: str) -> bool:
+    try:
+        float(v or "nan")
+    except ValueError:
+        return False
+    return True
+
+
+def read_parquet(path: Path, columns: list[str], group: str = "") -> dict[str, np.ndarray]:
+    """Columns of a Parquet file (pyarrow, imported here only); nulls become NaN."""
+    del group
+    try:
+        import pyarrow.parquet as pq
+        import pyarrow.types as pat
+    except ImportError:
+        raise _err(path, "file", "reading Parquet needs pyarrow: pip install pyarrow") from None
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises its own ArrowInvalid for a non-Parquet file
+        raise _err(path, "file", f"is not a readable Parquet file ({' '.join(str(err).split())})") from None
+    schema = pf.schema_arrow
+    for c in columns:
+        if c not in schema.names:
+            raise _err(path, f"column {c!r}", f"missing; columns: {schema.names[:30]}")
+        t = schema.field(c).type
+        if not (pat.is_integer(t) or pat.is_floating(t)):
+            raise _err(path, f"column {c!r}", f"has non-numeric type {t} (expected integer or float)")
+    table = pf.read(columns=columns)
+    out = {c: table.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in columns}
+    return _check_lengths(path, out)
+
+
+READERS: dict[str, Callable[[Path, list[str], str], dict[str, np.ndarray]]] = {
+    **dict.fromkeys(HDF5_SUFFIXES, read_hdf5),
+    **dict.fromkeys(PARQUET_SUFFIXES, read_parquet),
+    **dict.fromkeys(CSV_SUFFIXES, read_csv),
+}
+
+
+def read_columns(path: Path | str, columns: list[str], group: str = "") -> dict[str, np.ndarray]:
+    """Read ``columns`` from a file whose format is given by its suffix (see :data:`READERS`).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CatalogError: unknown file type, a missing or non-numeric column, columns of different
+            lengths or an unreadable file; the message names the file and the column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input file {path} does not exist")
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise _err(
+            path, "file", f"unknown file type {path.suffix or '(no suffix)'!r}; expected one of {sorted(READERS)}"
+        )
+    return reader(path, columns, group)
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion
+# --------------------------------------------------------------------------------------------
+
+
+def _with_sentinels(
+    path: Path, cols: Mapping[str, np.ndarray], columns: tuple[str, ...], missing: Mapping
+) -> np.ndarray:
+    """[N, L] float64 with sentinels, NaN and +-inf as NaN; a column with no valid value is an error."""
+    x = np.stack([cols[c] for c in columns], axis=1)  # (N, L)
+    for j, c in enumerate(columns):
+        for s in missing.get(c, ()):
+            x[x[:, j] == s, j] = np.nan
+    x[~np.isfinite(x)] = np.nan
+    empty = np.flatnonzero(np.isnan(x).all(axis=0))
+    if empty.size:
+        raise _err(path, f"column {columns[empty[0]]!r}", "has no valid value (all missing after sentinels)")
+    return x
+
+
+def convert(mapping: CatalogMapping, path: Path, cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Input columns -> catalog rows (float64 [N, L] per modality, NaN = missing)."""
+    rows = {}
+    for m in mapping.modalities:
+        x = _with_sentinels(path, cols, m.columns, m.missing)
+        rows[m.name] = x
+        if m.errors is not None:
+            e = _with_sentinels(path, cols, m.errors.columns, m.errors.missing)
+            e[np.isnan(x)] = np.nan  # no error for a missing value (ErrorMapping docstring)
+            rows[m.errors.name] = e
+    return rows
+
+
+def read_input(mapping: CatalogMapping, path: Path | str) -> dict[str, np.ndarray]:
+    """Read one input file and convert it into catalog rows."""
+    path = Path(path)
+    return convert(mapping, path, read_columns(path, mapping.input_columns(), mapping.group))
+
+
+def split_rows(n: int, rule: SplitRule) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train and test row indices: a seeded random ``test_fraction`` of the rows is test.
+
+    Both keep the input order (the reader shuffles), so the split is reproducible from the seed.
+    """
+    n_test = round(rule.test_fraction * n)
+    if n_test < 1 or n_test >= n:
+        raise ValueError(f"split.test_fraction {rule.test_fraction} of {n} rows leaves an empty split")
+    is_test = np.zeros(n, dtype=bool)
+    is_test[np.random.default_rng(rule.seed).permutation(n)[:n_test]] = True
+    return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+
+def _existing_ancestor(p: Path) -> Path:
+    p = p.absolute()
+    while not p.exists():
+        p = p.parent
+    return p
+
+
+def _write_split(
+    path: Path, schema: CatalogSchema, rows: Mapping[str, np.ndarray], attrs: dict, progress, writers: list
+) -> CatalogWriter:
+    """Append ``rows`` in blocks; the writer joins ``writers`` first, so a failure can abort it."""
+    w = CatalogWriter(path, schema, attrs)
+    writers.append(w)
+    n = len(next(iter(rows.values())))
+    for s in progress(range(0, n, WRITE_BLOCK_ROWS), desc=f"import {path.stem}"):
+        w.append({k: v[s : s + WRITE_BLOCK_ROWS] for k, v in rows.items()})
+    return w
+
+
+def import_catalog(
+    input_path: Path | str,
+    mapping: CatalogMapping | Path | str,
+    out_dir: Path | str,
+    input_test: Path | str | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Path]:
+    """Import ``input_path`` (and ``input_test``) into ``out_dir/train.h5`` and ``out_dir/test.h5``.
+
+    Statistics are computed on the training rows only and stored in both files, so test rows
+    never leak into the normalisation.
+
+    Args:
+        input_path: the input file; the whole catalog, or the training split with ``input_test``.
+        mapping: a :class:`CatalogMapping` or a mapping YAML file.
+        out_dir: output directory (created on success only).
+        input_test: the test split as a separate file; the mapping must then have no ``split``.
+        overwrite: replace ``train.h5``/``test.h5`` already in ``out_dir``.
+        show_progress: tqdm progress bars while writing.
+
+    Returns:
+        Split name -> written file.
+
+    Raises:
+        CatalogError / ValueError / FileNotFoundError: bad mapping or input; nothing is written.
+    """
+    from tqdm import tqdm
+
+    if not isinstance(mapping, CatalogMapping):
+        mapping = load_mapping(mapping)
+    out_dir = Path(out_dir)
+    finals = {s: out_dir / f"{s}.h5" for s in SPLITS}
+    if not overwrite:
+        for p in finals.values():
+            if p.exists() or (out_dir / p.stem).is_dir():
+                raise _err(p, "output", "a catalog is already there (pass --overwrite to replace it)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise _err(out_dir, "output", "exists and is not a directory")
+    if input_test is not None and mapping.split is not None:
+        raise _err(mapping.path, "split", "conflicts with a separate test file (--input-test); remove one of them")
+    schema = mapping.schema()
+    rows = read_input(mapping, input_path)
+    if input_test is not None:
+        parts = {"train": rows, "test": read_input(mapping, input_test)}
+    else:
+        n = len(next(iter(rows.values())))
+        train_idx, test_idx = split_rows(n, mapping.split or SplitRule())
+        parts = {"train": {k: v[train_idx] for k, v in rows.items()}, "test": {k: v[test_idx] for k, v in rows.items()}}
+    attrs = {
+        "source": mapping.source or f"imported from {Path(input_path).name}",
+        "created_by": "mosaic-hpc import-catalog",
+        "seed": (mapping.split or SplitRule()).seed if input_test is None else -1,
+        "cosmology": "",
+        "input_files": [str(input_path)] + ([str(input_test)] if input_test is not None else []),
+        "mapping": yaml.safe_dump(_mapping_record(mapping), sort_keys=False),
+    }
+
+    def progress(blocks, desc: str):
+        return tqdm(blocks, desc=desc, unit="block", leave=False, disable=not show_progress)
+
+    # Stage both splits beside the output, in a directory on the same file system (so the final
+    # renames are atomic), and move them into place only when both are complete.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.import-", dir=_existing_ancestor(out_dir.parent)))
+    writers: list[CatalogWriter] = []
+    try:
+        train = _write_split(
+            staging / "train.h5", schema, parts["train"], {**attrs, "split": "train"}, progress, writers
+        )
+        try:
+            stats = stats_from_running(train.running, default_norm_modes(schema, mapping.vector_norm))
+        except ValueError as err:
+            raise _err(Path(input_path), "statistics", str(err)) from None
+        test = _write_split(staging / "test.h5", schema, parts["test"], {**attrs, "split": "test"}, progress, writers)
+        staged = {"train": train.close(stats), "test": test.close(stats)}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for s, p in staged.items():
+            os.replace(p, finals[s])
+    except BaseException:
+        for w in writers:
+            if w._f.id.valid:
+                w.abort()
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return finals
+
+
+def _mapping_record(mapping: CatalogMapping) -> dict[str, Any]:
+    """Plain-data copy of the mapping, stored in the catalog's attributes for provenance."""
+    return {
+        "group": mapping.group,
+        "vector_norm": mapping.vector_norm,
+        "split": None if mapping.split is None else vars(mapping.split),
+        "modalities": {
+            m.name: {
+                "kind": m.kind,
+                "columns": list(m.columns),
+                "missing": {c: list(v) for c, v in m.missing.items()},
+                "errors": None if m.errors is None else {"name": m.errors.name, "columns": list(m.errors.columns)},
+            }
+            for m in mapping.modalities
+        },
+    }

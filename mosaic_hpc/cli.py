@@ -15,10 +15,15 @@ import sys
 # name -> (module, summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-catalog": ("mosaic_hpc.commands.make_catalog", "generate a mock galaxy catalog (HDF5)"),
+    "import-catalog": ("mosaic_hpc.commands.import_catalog", "import HDF5, Parquet or CSV columns via a YAML mapping"),
     "check-catalog": ("mosaic_hpc.commands.check_catalog", "validate a catalog file or directory and summarise it"),
+    "shard-catalog": ("mosaic_hpc.commands.shard_catalog", "split a catalog into N shard files with the same layout"),
     "train": ("mosaic_hpc.commands.train", "train MOSAIC in one process (CPU or one GPU)"),
     "evaluate": ("mosaic_hpc.commands.evaluate", "Table 1 metrics for the paper's and user input configurations"),
     "predict": ("mosaic_hpc.commands.predict", "predict every modality from a subset, HDF5 in, HDF5 out"),
+    "bench": ("mosaic_hpc.commands.bench", "throughput, data loader and scaling benchmarks"),
+    "embed": ("mosaic_hpc.commands.embed", "UMAP of the hidden states per input configuration (paper Fig. 3)"),
+    "quickstart": ("mosaic_hpc.commands.quickstart", "mock catalog, train, evaluate, embed and report in one go"),
 }
 
 

@@ -440,3 +440,18 @@ def deepspeed_engine_factory(
         return DeepSpeedEngine(model, cfg, env, resolved)
 
     return factory
+
+
+def profile_forward_flops(model: torch.nn.Module, kwargs: dict[str, Any]) -> float:
+    """Forward FLOPs of one ``model(**kwargs)`` call counted by DeepSpeed's flops profiler.
+
+    Used by ``bench throughput`` to cross-check ``MosaicModel.flops_per_sample``; it lives here
+    because this is the one module that imports DeepSpeed.
+    """
+    from deepspeed.profiling.flops_profiler import get_model_profile
+
+    with torch.no_grad():
+        flops, _, _ = get_model_profile(
+            model, kwargs=kwargs, print_profile=False, detailed=False, warm_up=0, as_string=False
+        )
+    return float(flops)

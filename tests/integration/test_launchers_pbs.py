@@ -275,24 +275,14 @@ def test_gpu_affinity_binds_one_gpu_per_local_rank(mode: str, expected: list[str
 # ----------------------------------------------------------------- the real trainer, 2 ranks
 
 
-@pytest.fixture(scope="module")
-def catalog_dir(request: pytest.FixtureRequest) -> Path:
-    """The session's toy catalog (tests/conftest.py), once the trainer can be imported."""
-    try:
-        import mosaic_hpc.train  # noqa: F401
-    except Exception:  # ImportError, or a module that fails to import
-        pytest.skip("mosaic_hpc.train not available")
-    return request.getfixturevalue("toy_catalog_dir")
-
-
-def test_polaris_trains_tiny_with_two_ranks_then_resumes(mpiexec: Path, catalog_dir: Path, tmp_path: Path) -> None:
+def test_polaris_trains_tiny_with_two_ranks_then_resumes(mpiexec: Path, toy_catalog_dir: Path, tmp_path: Path) -> None:
     """polaris.pbs trains configs/tiny.yaml to a checkpoint with 2 MPI ranks (ZeRO-2 on CPU,
     gloo); a second job into the same run directory resumes from it. (swing.pbs shares this
     code path, mosaic_run_pbs_site, and runs to completion above with the fake trainer.)"""
     run_dir = tmp_path / "run"
     env = {
         "MOSAIC_RUN_DIR": str(run_dir),
-        "MOSAIC_DATA": str(catalog_dir),
+        "MOSAIC_DATA": str(toy_catalog_dir),
         "MOSAIC_DS_CONFIG": "configs/zero2.json",
         "MOSAIC_MAX_STEPS": "20",
     }

@@ -147,17 +147,7 @@ def test_perlmutter_signal_checkpoint_requeue_resume(cluster: SlurmCluster, tmp_
     assert "requeue: scontrol requeue" in log
 
 
-@pytest.fixture(scope="module")
-def catalog_dir(request: pytest.FixtureRequest) -> Path:
-    """The session's toy catalog (tests/conftest.py), once the trainer can be imported."""
-    try:
-        import mosaic_hpc.train  # noqa: F401
-    except Exception:  # ImportError, or a module that fails to import
-        pytest.skip("mosaic_hpc.train not available")
-    return request.getfixturevalue("toy_catalog_dir")
-
-
-def test_perlmutter_trains_tiny_then_resumes(cluster: SlurmCluster, catalog_dir: Path, tmp_path: Path) -> None:
+def test_perlmutter_trains_tiny_then_resumes(cluster: SlurmCluster, toy_catalog_dir: Path, tmp_path: Path) -> None:
     """sbatch launchers/perlmutter.sh trains configs/tiny.yaml with 2 tasks (ZeRO-2 on CPU);
     the walltime signal (SIGUSR1 to the batch shell, as --signal=B:USR1 sends it) makes the real
     trainer checkpoint and exit 0; a second submission into the same run directory resumes from
@@ -167,7 +157,7 @@ def test_perlmutter_trains_tiny_then_resumes(cluster: SlurmCluster, catalog_dir:
     run_dir = tmp_path / "run"
     # Several ranks need the DeepSpeed engine (ZeRO-2 on CPU uses gloo).
     env = job_env(
-        run_dir, catalog_dir, MOSAIC_MAX_STEPS="200", MOSAIC_DS_CONFIG="configs/zero2.json", MOSAIC_MAX_REQUEUES="0"
+        run_dir, toy_catalog_dir, MOSAIC_MAX_STEPS="200", MOSAIC_DS_CONFIG="configs/zero2.json", MOSAIC_MAX_REQUEUES="0"
     )
     proc = subprocess.run(
         ["sbatch", "--parsable", *CPU_SBATCH_OVERRIDES, str(PERLMUTTER)],

@@ -95,6 +95,14 @@ def _copy(cat_dir, tmp_path):
     return dst
 
 
+def _replace(path, name, data):
+    """Rewrite /modalities/<name> with ``data`` but the original attributes."""
+    with h5py.File(path, "r+") as f:
+        attrs = dict(f[f"modalities/{name}"].attrs)
+        del f[f"modalities/{name}"]
+        f.create_dataset(f"modalities/{name}", data=data).attrs.update(attrs)
+
+
 def _expect(path, field, match):
     with pytest.raises(CatalogError, match=match) as info:
         Catalog([path])
@@ -118,31 +126,19 @@ def test_missing_dataset_axis(cat_dir, tmp_path):
 
 def test_wrong_rank(cat_dir, tmp_path):
     p = _copy(cat_dir, tmp_path)
-    with h5py.File(p, "r+") as f:
-        attrs = dict(f["modalities/lsst"].attrs)
-        del f["modalities/lsst"]
-        d = f.create_dataset("modalities/lsst", data=np.zeros(300, np.float32))
-        d.attrs.update(attrs)
+    _replace(p, "lsst", np.zeros(300, np.float32))
     _expect(p, "/modalities/lsst", "rank 1")
 
 
 def test_wrong_dtype(cat_dir, tmp_path):
     p = _copy(cat_dir, tmp_path)
-    with h5py.File(p, "r+") as f:
-        attrs = dict(f["modalities/lsst"].attrs)
-        del f["modalities/lsst"]
-        d = f.create_dataset("modalities/lsst", data=np.zeros((300, 6), np.int32))
-        d.attrs.update(attrs)
+    _replace(p, "lsst", np.zeros((300, 6), np.int32))
     _expect(p, "/modalities/lsst", "dtype int32")
 
 
 def test_row_counts_disagree(cat_dir, tmp_path):
     p = _copy(cat_dir, tmp_path)
-    with h5py.File(p, "r+") as f:
-        attrs = dict(f["modalities/sed"].attrs)
-        del f["modalities/sed"]
-        d = f.create_dataset("modalities/sed", data=np.zeros((299, 40), np.float32))
-        d.attrs.update(attrs)
+    _replace(p, "sed", np.zeros((299, 40), np.float32))
     _expect(p, "/modalities/sed", "299 rows")
 
 

@@ -436,16 +436,6 @@ def cycle(pool: list) -> Iterator:
 # --------------------------------------------------------------------------- the step
 
 
-def train_step(engine, batch, loss_on: str):
-    """One training micro-step exactly as ``training/loop.py`` runs it; returns the detached loss."""
-    from ..loss import masked_regression_loss
-
-    out = masked_regression_loss(engine.forward(batch), batch, loss_on)
-    engine.backward(out.total)
-    engine.step()
-    return out.total.detach()
-
-
 def time_steps(engine, batches: Iterator, n_warmup: int, n_steps: int, loss_on: str) -> dict[str, Any]:
     """Run ``n_warmup`` untimed then ``n_steps`` timed training steps.
 
@@ -461,6 +451,8 @@ def time_steps(engine, batches: Iterator, n_warmup: int, n_steps: int, loss_on: 
     """
     if n_steps < 1 or n_warmup < 0:
         raise ValueError(f"need steps >= 1 and warm-up >= 0, got {n_steps} and {n_warmup}")
+    from ..training.step import train_step  # torch: imported only when a benchmark runs
+
     device = engine.device
     for _ in range(n_warmup):
         train_step(engine, next(batches), loss_on)
@@ -471,7 +463,7 @@ def time_steps(engine, batches: Iterator, n_warmup: int, n_steps: int, loss_on: 
     t_start = time.perf_counter()
     for _ in range(n_steps):
         t0 = time.perf_counter()
-        loss = train_step(engine, next(batches), loss_on)
+        loss = train_step(engine, next(batches), loss_on).total.detach()
         synchronize(device)
         times.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - t_start

@@ -294,7 +294,7 @@ def _time_train_step(args: argparse.Namespace, catalog_path: Path) -> dict[str, 
     config), the rate one GPU consumes in training. On a CPU a micro-batch of 2 in fp32 keeps the
     timing to a minute; samples/s is what matters and is the same per sample either way.
     """
-    import contextlib
+    import itertools
 
     import torch
 
@@ -302,41 +302,25 @@ def _time_train_step(args: argparse.Namespace, catalog_path: Path) -> dict[str, 
     from ..data.catalog import Catalog
     from ..data.masker import HierarchicalMasker
     from ..data.reader import ShardedReader
-    from ..loss import masked_regression_loss
     from ..model import build_model
+    from ..training.engine import PlainEngine
+    from .common import time_steps
 
-    cfg = load_config(args.config)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     gpu = device.type == "cuda"
+    cfg = load_config(args.config, None if gpu else {"train.precision": "fp32"})
     micro_batch = args.train_batch or (cfg.data.micro_batch_size if gpu else 2)
     n_steps = args.train_steps or (10 if gpu else 2)
-    bf16 = gpu and cfg.train.precision == "bf16"
+    bf16 = cfg.train.precision == "bf16"
     catalog = Catalog.open(catalog_path, "train")
     masker = HierarchicalMasker(catalog.schema, cfg.masking, seed=0)
     reader = ShardedReader(catalog, DataConfig(micro_batch_size=micro_batch), masker=masker)
     batch = next(iter(reader)).to_torch(device)
-    model = build_model(catalog.schema, cfg.model, cfg.masking.mask_value).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, fused=gpu or None)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-    def step() -> None:
-        with autocast:
-            out = model(batch.targets, batch.hidden)
-            loss = masked_regression_loss(out, batch, cfg.train.loss_on).total
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    for _ in range(3 if gpu else 1):  # warm-up: allocator, kernel selection
-        step()
-    if gpu:
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(n_steps):
-        step()
-    if gpu:
-        torch.cuda.synchronize(device)
-    dt = (time.perf_counter() - t0) / n_steps
+    model = build_model(catalog.schema, cfg.model, cfg.masking.mask_value)
+    # The real training step (training/step.py) on the plain engine: AdamW, clipping, autocast.
+    engine = PlainEngine(model, cfg, device)
+    timing = time_steps(engine, itertools.repeat(batch), 3 if gpu else 1, n_steps, cfg.train.loss_on)
+    dt = timing["elapsed_s"] / n_steps
     return {
         "config": str(args.config),
         "device": torch.cuda.get_device_name(device) if gpu else "cpu",

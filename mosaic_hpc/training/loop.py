@@ -23,6 +23,7 @@ from ..loss import masked_regression_loss
 from ..schema import CatalogSchema
 from .checkpoint import CheckpointManager
 from .metrics import MetricsLogger, ThroughputMeter
+from .step import train_step
 from .stop import StopRequest
 
 log = logging.getLogger("mosaic_hpc.train")
@@ -152,9 +153,7 @@ def train_loop(
             position, batch = next(stream)
             b = batch.to_torch(engine.device)
             meter.add(b.size * world_size, time.perf_counter() - t0)
-            out = masked_regression_loss(engine.forward(b), b, tc.loss_on)
-            engine.backward(out.total)
-            engine.step()
+            out = train_step(engine, b, tc.loss_on)
             detached = torch.stack([out.total.detach(), *(out.per_modality[n].detach() for n in names)])
             bad |= ~torch.isfinite(detached[0])
             running += detached

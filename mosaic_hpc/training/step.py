@@ -1,0 +1,19 @@
+"""One training micro-step: forward, App. C loss, backward, engine step.
+
+The training loop and every benchmark call this one function, so what the benchmarks time is
+exactly what training runs. It depends only on the Engine protocol (training/engine.py), never
+on DeepSpeed.
+"""
+
+from __future__ import annotations
+
+from ..data.batch import Batch
+from ..loss import LossOutput, masked_regression_loss
+
+
+def train_step(engine, batch: Batch, loss_on: str = "all") -> LossOutput:
+    """Run one micro-batch through ``engine``; the engine decides whether the optimizer steps."""
+    out = masked_regression_loss(engine.forward(batch), batch, loss_on)
+    engine.backward(out.total)
+    engine.step()
+    return out

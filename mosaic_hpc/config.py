@@ -138,6 +138,9 @@ class TrainConfig:
     """'all' tokens (paper App. C: unmasked tokens too) or only 'masked' ones."""
     precision: str = "fp32"
     """'fp32' or 'bf16' (autocast on the plain engine; DeepSpeed bf16 on the DeepSpeed engine)."""
+    compile: bool = False
+    """torch.compile the model: on GPUs it fuses layer norms, GELU, bias and residual adds between
+    the matmuls; the first steps are slower while it compiles (once per process)."""
     seed: int = 0
     """Seeds weights, data order and masks."""
     eval_every: int = 200

@@ -10,7 +10,7 @@ The model takes and returns dicts keyed by modality; lengths come from the catal
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +22,11 @@ from .schema import CatalogSchema
 LOGVAR_LIMIT = 12.0  # soft bound on predicted log-variance, |log sigma^2| < 12 in normalised units
 
 
-@dataclass
-class ModelOutput:
+class ModelOutput(NamedTuple):
     """Predictions in normalised units, [B, L] per modality.
+
+    A NamedTuple rather than a dataclass because DeepSpeed's ZeRO-3 finds the tensors a module
+    returns (to re-gather its parameters for backward) by walking tuples, lists and dicts only.
 
     Attributes:
         mean: predicted values.

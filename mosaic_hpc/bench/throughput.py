@@ -83,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes-batch", type=int, default=None, help="batch of the paper-vs-patched comparison")
     p.add_argument("--ds-configs", default=DEFAULT_DS_CONFIGS, help="DeepSpeed JSONs of the zero comparison")
     p.add_argument("--repeats", type=int, default=1, help="interleaved repeats of the zero/modes comparisons (median)")
-    p.add_argument("--compile", action="store_true", help="torch.compile every plain-engine measurement")
+    p.add_argument("--compile", action="store_true", help="torch.compile every measurement (train.compile)")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="device peak for MFU (default: table or CPU matmul)")
     p.add_argument(
         "--time-budget-s", type=float, default=0.0, help="skip what is left after this many seconds (0: none)"
@@ -252,9 +252,13 @@ def measure(
     """
     import torch
 
-    # DeepSpeed wraps the module itself (and compiles through its own config): plain engine only.
-    compile_model = (s.compile if compile_model is None else compile_model) and engine == "plain"
-    overrides = {"data.micro_batch_size": batch_size, "train.precision": s.precision, "train.grad_accum_steps": 1}
+    compile_model = s.compile if compile_model is None else compile_model
+    overrides = {
+        "data.micro_batch_size": batch_size,
+        "train.precision": s.precision,
+        "train.grad_accum_steps": 1,
+        "train.compile": bool(compile_model),  # both engines compile as training does
+    }
     if paper_mode:
         overrides["model.patch_size"] = {}
     cfg = common.load_bench_config(config, overrides)
@@ -287,8 +291,6 @@ def measure(
         entry.update(seq_len=model.seq_len, n_params=model.num_params(), flops_per_sample=model.flops_per_sample())
         if note:
             entry["note"] = note
-        if compile_model:
-            eng.module.compile()
         if batches is None:
             batches = common.cycle(common.synthetic_batches(schema, cfg, batch_size, eng.device))
         with _sdpa_context(sdpa):

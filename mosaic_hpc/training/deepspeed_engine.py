@@ -200,10 +200,6 @@ def init_distributed(env: DistEnv) -> None:
     )
 
 
-def _output_as_tuple(module: torch.nn.Module, inputs: Any, output: ModelOutput) -> tuple:
-    return (output.mean, output.logvar, output.hidden_states)
-
-
 class DeepSpeedEngine:
     """A DeepSpeed engine behind the loop's :class:`Engine` interface.
 
@@ -223,16 +219,11 @@ class DeepSpeedEngine:
         # The schedule is a torch LambdaLR over the same pure function as the plain engine's, so
         # both engines (and resumed runs) use exactly the same LR at every step.
         schedule = lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
-        if ds_config["zero_optimization"]["stage"] == 3:
-            # ZeRO-3 re-gathers a module's parameters for its backward through hooks on the
-            # tensors the module returns, found by walking tuples, lists and dicts only. The model
-            # returns a ModelOutput dataclass, so its own parameter (``pos``) would stay
-            # partitioned in backward. This hook, registered before DeepSpeed's, hands DeepSpeed a
-            # tuple instead; :meth:`forward` turns it back into a ModelOutput.
-            model.register_forward_hook(_output_as_tuple)
         self._ds, _, _, _ = deepspeed.initialize(
             model=model, model_parameters=param_groups(model, cfg), config=ds_config, lr_scheduler=schedule
         )
+        if tc.compile:
+            self._ds.compile()  # DeepSpeed's own entry, so ZeRO's hooks stay outside the graph
         self.module: MosaicModel = self._ds.module
         self.device: torch.device = torch.device(self._ds.device)
         self.zero_stage: int = self._ds.zero_optimization_stage()
@@ -246,8 +237,7 @@ class DeepSpeedEngine:
     def forward(self, batch: Batch, return_hidden_states: bool = False) -> ModelOutput:
         # bf16: DeepSpeed holds the module in bf16; the model casts its inputs to its own dtype
         # and the loss upcasts predictions to fp32.
-        out = self._ds(batch.targets, batch.hidden, return_hidden_states=return_hidden_states)
-        return ModelOutput(*out) if isinstance(out, tuple) else out
+        return self._ds(batch.targets, batch.hidden, return_hidden_states=return_hidden_states)
 
     def backward(self, loss: torch.Tensor) -> None:
         self._ds.backward(loss)  # DeepSpeed divides by gradient_accumulation_steps itself

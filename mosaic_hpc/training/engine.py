@@ -76,6 +76,8 @@ class PlainEngine:
     def __init__(self, model: MosaicModel, cfg: RunConfig, device: torch.device | None = None) -> None:
         self.device = device or pick_device()
         self.module = model.to(self.device)
+        if cfg.train.compile:
+            self.module.compile()  # in place: state_dict keys and checkpoints stay those of eager
         self.cfg = cfg
         self.optimizer = build_optimizer(self.module, cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg.train))

@@ -379,3 +379,17 @@ def test_batch_size_conflict_names_both_files(data_dir, work, tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert str(ds) in last and "train_micro_batch_size_per_gpu=8" in last and "data.micro_batch_size=32" in last
     assert str(TINY) in last
+
+
+def test_compile_under_deepspeed_matches_eager(data_dir, work):
+    """`train.compile: true` goes through DeepSpeed's own compile and changes speed, not results."""
+    settings = ["--set=train.max_steps=6", "--set=train.log_every=1", "--set=train.eval_every=0"]
+    base = [sys.executable, str(TRAIN), "--deepspeed_config", str(REPO / "configs" / "zero2.json")]
+    eager, compiled = work / "eager_one_rank", work / "compiled_one_rank"
+    _ok(_launch(base + _common(data_dir, eager) + settings))
+    proc = _ok(_launch(base + _common(data_dir, compiled) + settings + ["--set=train.compile=true"]))
+    a, b = _losses(eager), _losses(compiled)
+    assert sorted(a) == sorted(b) == list(range(1, 7)), proc.log
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-4), step
+    assert _weights(_latest(compiled)).keys() == _weights(_latest(eager)).keys()

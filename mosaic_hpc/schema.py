@@ -50,9 +50,7 @@ class ModalitySpec:
         if self.length < 1:
             raise ValueError(f"modality {self.name!r}: length must be >= 1, got {self.length}")
         if self.columns and len(self.columns) != self.length:
-            raise ValueError(
-                f"modality {self.name!r}: {len(self.columns)} column names for length {self.length}"
-            )
+            raise ValueError(f"modality {self.name!r}: {len(self.columns)} column names for length {self.length}")
         if self.axis and len(self.axis) != self.length:
             raise ValueError(f"modality {self.name!r}: axis has {len(self.axis)} values for length {self.length}")
 

@@ -146,6 +146,22 @@ def config_path(name_or_path: str) -> Path:
     return preset
 
 
+def ds_config_path(name_or_path: str | Path) -> Path:
+    """A DeepSpeed JSON as given, else the shipped one of that name (``zero2``, ``configs/zero2.json``).
+
+    The benchmarks' defaults name the shipped JSONs relative to the checkout, and users start
+    benchmarks from a job's working directory (a scratch run directory, not the checkout).
+    """
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = CONFIG_DIR / (p.name if p.suffix == ".json" else f"{p.name}.json")
+    if shipped.is_file():
+        return shipped
+    names = sorted(q.name for q in CONFIG_DIR.glob("*.json"))
+    raise ValueError(f"DeepSpeed config {name_or_path} does not exist; shipped: {names}, or a path to a JSON file")
+
+
 def load_bench_config(name_or_path: str, overrides: dict[str, Any] | None = None):
     """The run config of a preset or file, with dotted-key overrides (e.g. ``data.micro_batch_size``)."""
     from ..config import load_config

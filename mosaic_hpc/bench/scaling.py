@@ -325,8 +325,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--steps must be >= 2, --warmup >= 1 and --repeats >= 1")
     if args.threads_per_rank < 0 or args.rows < 1 or args.timeout_s <= 0:
         raise ValueError("--threads-per-rank must be >= 0, --rows >= 1 and --timeout-s > 0")
-    if not Path(args.ds_config).is_file():
-        raise ValueError(f"--ds-config {args.ds_config} does not exist")
+    args.ds_config = common.ds_config_path(args.ds_config)
     cfg = common.load_bench_config(args.config)
     micro = args.micro_batch or cfg.data.micro_batch_size
     global_batch = args.global_batch or max(ranks) * micro

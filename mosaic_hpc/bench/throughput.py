@@ -457,6 +457,8 @@ def run(args: argparse.Namespace) -> int:
         common.config_path(c)  # fail on a bad name before any measurement
     override = common.parse_int_list(args.batch_sizes, "--batch-sizes") if args.batch_sizes else None
     compare = parse_compare(args.compare)
+    # resolved now, so a bad name fails before any measurement rather than after the sweep
+    ds_paths = [common.ds_config_path(p.strip()) for p in args.ds_configs.split(",") if p.strip()]
     if args.steps < 1 or args.warmup < 0 or args.repeats < 1:
         raise ValueError("--steps and --repeats must be >= 1 and --warmup >= 0")
     if args.min_seconds < 0 or args.time_budget_s < 0 or args.peak_tflops < 0:
@@ -581,10 +583,6 @@ def run(args: argparse.Namespace) -> int:
         report["summary"]["modes"] = _compare_modes(configs, args, s, entries)
     save()
     if "zero" in compare:
-        ds_paths = [Path(p.strip()) for p in args.ds_configs.split(",") if p.strip()]
-        for p in ds_paths:
-            if not p.is_file():
-                raise ValueError(f"--ds-configs: {p} does not exist")
         variants = [{"kind": "zero", "engine": "plain"}] + [{"kind": "zero", "engine": str(p)} for p in ds_paths]
         results = _interleaved(variants, cfg_of, ref_batch, s, args.repeats)
         entries.extend(results)

@@ -198,3 +198,30 @@ def test_perlmutter_trains_tiny_then_resumes(cluster: SlurmCluster, toy_catalog_
     second_tag = latest.read_text().strip()
     assert second_tag.endswith("_00000200"), log
     assert os.path.isdir(run_dir / "checkpoints" / second_tag)
+
+
+def test_scaling_benchmark_inside_an_allocation(cluster: SlurmCluster, tmp_path: Path) -> None:
+    """`mosaic-hpc bench scaling --launcher perlmutter` run inside a job, as docs/benchmarks.md
+    tells users to (salloc, then the benchmark): each point is started by launchers/perlmutter.sh
+    with srun on the allocation's first nodes, and the 1- and 2-rank points both train."""
+    work = tmp_path / "work"
+    script = tmp_path / "scaling_job.sh"
+    script.write_text(
+        "#!/bin/bash\n"
+        "#SBATCH --constraint=gpu\n#SBATCH --qos=regular\n#SBATCH --nodes=1\n#SBATCH --output=scaling.out\n"
+        f"exec {sys.executable} -m mosaic_hpc.cli bench scaling --config tiny --launcher perlmutter "
+        "--ranks-per-node 2 --ranks 1,2 --modes weak --device cpu --steps 6 --warmup 2 --micro-batch 16 "
+        f"--rows 1024 --work-dir {work} --out {work}/scaling.json\n"
+    )
+    env = {"MOSAIC_MODULES": "", "MOSAIC_PYTHON": sys.executable, "PYTHONPATH": str(REPO_ROOT)}
+    info = cluster.submit_and_wait([*CPU_SBATCH_OVERRIDES, str(script)], cwd=tmp_path, env=env, timeout_s=300)
+    log = (tmp_path / "scaling.out").read_text(errors="replace")
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", f"{info}\n{log[-3000:]}"
+    report = json.loads((work / "scaling.json").read_text())
+    assert [r["status"] for r in report["runs"]] == ["ok", "ok"], report["runs"]
+    assert report["settings"]["launcher"] == "perlmutter"
+    points = report["results"]["weak"]
+    assert [p["ranks"] for p in points] == [1, 2]
+    assert 0 < points[1]["efficiency"] <= 1.2, points
+    launch_logs = sorted(work.rglob("bench_launch.log"))
+    assert any("srun" in p.read_text(errors="replace") for p in launch_logs), "perlmutter.sh did not use srun"

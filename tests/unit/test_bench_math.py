@@ -7,6 +7,7 @@ than as an implausible number in RESULTS.md.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +199,14 @@ def test_best_of_sweep_ignores_other_kinds_and_failures():
     ]
     assert throughput.best_of_sweep(entries, "base")["micro_batch_size"] == 2
     assert throughput.best_of_sweep(entries, "configs/small.yaml") is None
+
+
+def test_ds_config_path_finds_shipped_jsons_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a job's scratch directory, not the checkout
+    assert common.ds_config_path("configs/zero2.json") == common.CONFIG_DIR / "zero2.json"
+    assert common.ds_config_path("zero3") == common.CONFIG_DIR / "zero3.json"
+    mine = tmp_path / "zero2.json"
+    mine.write_text("{}")
+    assert common.ds_config_path("zero2.json") == Path("zero2.json")  # a file given wins
+    with pytest.raises(ValueError, match="zero9.*shipped.*zero1.json"):
+        common.ds_config_path("zero9")

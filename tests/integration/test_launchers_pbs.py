@@ -60,28 +60,16 @@ def mpiexec() -> Path:
     return path
 
 
-def run_pbs_job(
-    site: str,
-    work_dir: Path,
-    mpiexec: Path,
-    env: dict[str, str],
-    job_id: str = "1001.harness",
-    timeout_s: float = 240.0,
-) -> subprocess.CompletedProcess[str]:
-    """Run launchers/SITE.pbs the way PBS Pro's MoM would, on this host."""
+def pbs_job_env(work_dir: Path, mpiexec: Path, env: dict[str, str], job_id: str = "1001.harness") -> dict[str, str]:
+    """What PBS Pro's MoM gives a job on this host: PBS_* variables, a node file, fake qsub/qstat."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    spool = work_dir / "spool"
     fake_bin = work_dir / "bin"
-    for directory in (spool, fake_bin):
-        directory.mkdir(exist_ok=True)
-    script = spool / f"{job_id}.SC"
-    shutil.copy(REPO_ROOT / "launchers" / f"{site}.pbs", script)
+    fake_bin.mkdir(exist_ok=True)
     for name, text in (("qsub", FAKE_QSUB), ("qstat", FAKE_QSTAT)):
         (fake_bin / name).write_text(text)
         (fake_bin / name).chmod(0o755)
     nodefile = work_dir / "nodefile"
     nodefile.write_text(socket.gethostname() + "\n")
-
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PBS_", "MOSAIC_"))}
     full_env.update(
         PATH=f"{fake_bin}{os.pathsep}{mpiexec.parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -102,6 +90,23 @@ def run_pbs_job(
         MOSAIC_DS_CONFIG="none",
     )
     full_env.update(env)
+    return full_env
+
+
+def run_pbs_job(
+    site: str,
+    work_dir: Path,
+    mpiexec: Path,
+    env: dict[str, str],
+    job_id: str = "1001.harness",
+    timeout_s: float = 240.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run launchers/SITE.pbs the way PBS Pro's MoM would, on this host."""
+    full_env = pbs_job_env(work_dir, mpiexec, env, job_id)
+    spool = work_dir / "spool"
+    spool.mkdir(exist_ok=True)
+    script = spool / f"{job_id}.SC"
+    shutil.copy(REPO_ROOT / "launchers" / f"{site}.pbs", script)
     return subprocess.run(
         ["bash", str(script)],
         cwd=work_dir,
@@ -301,3 +306,22 @@ def test_polaris_trains_tiny_with_two_ranks_then_resumes(mpiexec: Path, toy_cata
     assert f"resuming from checkpoint {first_tag}" in log  # the launcher saw it
     assert re.search(r"resumed from \S+ at step 20\b", log), log  # the trainer loaded it
     assert latest.read_text().strip() != first_tag
+
+
+def test_scaling_benchmark_inside_a_polaris_job(mpiexec: Path, tmp_path: Path) -> None:
+    """`mosaic-hpc bench scaling --launcher polaris` from inside a job (as after `qsub -I`): each
+    point is started by launchers/polaris.pbs with mpiexec on the job's first node."""
+    job_dir, work = tmp_path / "job", tmp_path / "work"
+    env = pbs_job_env(job_dir, mpiexec, {"PYTHONPATH": str(REPO_ROOT)})
+    cmd = [sys.executable, "-m", "mosaic_hpc.cli", "bench", "scaling", "--config", "tiny", "--launcher", "polaris",
+           "--ranks-per-node", "2", "--ranks", "1,2", "--modes", "weak", "--device", "cpu", "--steps", "6",
+           "--warmup", "2", "--micro-batch", "16", "--rows", "1024", "--work-dir", str(work),
+           "--out", str(work / "scaling.json")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=job_dir, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((work / "scaling.json").read_text())
+    assert [r["status"] for r in report["runs"]] == ["ok", "ok"], report["runs"]
+    points = report["results"]["weak"]
+    assert [p["ranks"] for p in points] == [1, 2] and 0 < points[1]["efficiency"] <= 1.2, points
+    two = (work / "n2-b16-r0" / "bench_launch.log").read_text(errors="replace")
+    assert "site=polaris" in two and "ranks=2 (2/node, cpu)" in two and "rank 0/2" in two, two

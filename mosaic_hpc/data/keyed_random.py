@@ -43,4 +43,24 @@ def uniform(keys: np.ndarray, counter: int, n: int = 1) -> np.ndarray:
     with np.errstate(over="ignore"):
         c = (np.arange(counter, counter + n, dtype=np.uint64) + np.uint64(1)) * _GOLDEN
         z = _mix(keys[:, None] ^ c[None, :])
+    return _to_unit(z)
+
+
+def uniform_at(keys: np.ndarray, counters: np.ndarray, n: int = 1) -> np.ndarray:
+    """Like :func:`uniform` with one counter per key: draws counters[i] .. counters[i] + n - 1 of key i.
+
+    Bit for bit ``uniform(keys[i:i + 1], counters[i], n)`` for every i, so a caller can draw the
+    streams of several modalities (each its own counter block) for a mixed list of rows in one
+    vectorised call, instead of one call per modality, and get the numbers each would have drawn.
+    """
+    with np.errstate(over="ignore"):
+        c = np.asarray(counters, dtype=np.uint64)[:, None] + np.arange(1, n + 1, dtype=np.uint64)[None, :]
+        c *= _GOLDEN
+        c ^= keys[:, None]
+        z = _mix(c)
+    return _to_unit(z)
+
+
+def _to_unit(z: np.ndarray) -> np.ndarray:
+    """Top 53 bits of each uint64 as a float64 in [0, 1) (exact: 53 bits fit the mantissa)."""
     return (z >> np.uint64(11)).astype(np.float64) * _TWO_POW_M53

@@ -32,7 +32,7 @@ exactly once per epoch by exactly one rank.
 Pipeline. Rows are read one window at a time (sorted ids, merged into contiguous runs), the
 next window's read is issued ahead, and ``data.num_workers`` threads gather, mask (vectorised
 :class:`HierarchicalMasker`, keyed by global row so masks do not depend on W or the thread that
-drew them) and normalise (:func:`make_batch`) ``PREP_ROWS`` rows per task, cut into batches and
+drew them) and normalise (:func:`gather_batch`) ``PREP_ROWS`` rows per task, cut into batches and
 yielded in order, ``data.prefetch_batches`` ahead of the consumer. numpy releases the GIL inside
 these array operations, so the threads overlap with each other and with the training step. Any
 read error stops the run with a :class:`CatalogError` naming the file: nothing is ever skipped
@@ -54,7 +54,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..dist_env import read_dist_env
-from .batch import Batch, make_batch
+from .batch import Batch, gather_batch
 from .catalog import Catalog, CatalogError
 
 log = logging.getLogger("mosaic_hpc.data")
@@ -303,11 +303,10 @@ class ShardedReader:
     ) -> list[Batch]:
         """Gather, mask and normalise rows ``lo:hi`` of a window, cut into batches (in a worker thread)."""
         data, index = read.result() if isinstance(read, Future) else read
-        sel = index[lo:hi]
-        raw = {k: v[sel] for k, v in data.items()}  # [n, L] each, gathered in serving order
         ids = window.ids[lo:hi]
-        hidden = self.masker(ids, window.epoch) if self.masker is not None else _none_hidden(raw)
-        rows = make_batch(raw, ids, self.catalog.stats, hidden)
+        hidden = self.masker(ids, window.epoch) if self.masker is not None else None
+        # rows gathered in serving order straight into the batch buffers, normalised in place
+        rows = gather_batch(data, index[lo:hi], ids, self.catalog.stats, hidden)
         self._check_values(rows)
         bsz = self.config.micro_batch_size
         batches = [_rows(rows, s, s + bsz) for s in range(0, hi - lo, bsz)]
@@ -421,7 +420,3 @@ def _rows(batch: Batch, lo: int, hi: int) -> Batch:
         hidden={k: v[lo:hi] for k, v in batch.hidden.items()},
         row_ids=batch.row_ids[lo:hi],
     )
-
-
-def _none_hidden(raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.zeros(v.shape, dtype=bool) for k, v in raw.items()}

@@ -149,6 +149,23 @@ def test_batches_follow_the_plan_and_hold_the_catalog_values(catalog):
         assert np.array_equal(~b.valid[name], np.isnan(expect))
 
 
+def test_batches_are_exactly_the_normalised_rows_and_the_row_keyed_masks(catalog):
+    """The prepared batches equal the definition computed row set by row set, bit for bit."""
+    masker = HierarchicalMasker(catalog.schema, seed=3)
+    everything = catalog.read(0, catalog.n_rows)
+    cfg = DataConfig(micro_batch_size=16, block_rows=64, shuffle_buffer=100, num_workers=2)
+    for masked in (True, False):
+        for batch in ShardedReader(catalog, cfg, 1, 2, seed=7, masker=masker if masked else None).iter_epoch(1):
+            hidden = masker(batch.row_ids, 1) if masked else None
+            for name, x in everything.items():
+                z = catalog.stats.normalize(name, x[batch.row_ids])
+                valid = ~np.isnan(z)
+                assert np.array_equal(batch.valid[name], valid)
+                assert batch.targets[name].tobytes() == np.where(valid, z, np.float32(0)).tobytes()
+                expect_hidden = ~valid if hidden is None else hidden[name] | ~valid
+                assert np.array_equal(batch.hidden[name], expect_hidden)
+
+
 def test_deterministic_given_seed_and_epoch_and_epochs_differ(catalog):
     a, b = readers(catalog, 2)[0], readers(catalog, 2)[0]
     assert np.array_equal(batch_ids(a.iter_epoch(1)), batch_ids(b.iter_epoch(1)))

@@ -86,6 +86,83 @@ def test_read_spans_shards(tmp_path):
     np.testing.assert_array_equal(got, want)
 
 
+def _single_and_sharded(tmp_path, sizes=(70, 50, 33), chunk_rows=16):
+    """The same rows as one file and as a directory of shards (shared statistics)."""
+    from mosaic_hpc.data.catalog import default_norm_modes, stats_from_running
+
+    rng = np.random.default_rng(4)
+    schema = toy_schema()
+    parts = [toy_rows(n, rng) for n in sizes]
+    whole = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    with CatalogWriter(tmp_path / "one" / "train.h5", schema, chunk_rows=chunk_rows) as w:
+        w.append(whole)
+        stats = stats_from_running(w.running, default_norm_modes(schema))
+        w.close(stats)
+    for i, rows in enumerate(parts):
+        with CatalogWriter(tmp_path / "many" / "train" / f"shard-{i:05d}.h5", schema, chunk_rows=chunk_rows) as w:
+            w.append(rows)
+            w.close(stats)
+    return Catalog.open(tmp_path / "one", "train"), Catalog.open(tmp_path / "many", "train"), whole
+
+
+@pytest.mark.parametrize("sizes", [(70, 50, 33), (70, 0, 50, 33)])  # an empty shard is skipped
+def test_sharded_directory_reads_equal_the_single_file(tmp_path, sizes):
+    one, many, whole = _single_and_sharded(tmp_path, sizes)
+    assert one.n_rows == many.n_rows == 153
+    # every kind of range: inside a shard, across one or two shard boundaries, whole split
+    for a, b in [(0, 153), (0, 1), (69, 71), (60, 125), (65, 121), (10, 10), (152, 153), (3, 40)]:
+        got_one, got_many = one.read(a, b), many.read(a, b)
+        assert list(got_one) == list(got_many) == list(one.schema.names)
+        for name in one.schema.names:
+            want = np.asarray(whole[name][a:b], dtype=np.float32)
+            assert got_one[name].dtype == got_many[name].dtype == np.float32
+            assert got_one[name].tobytes() == want.tobytes() == got_many[name].tobytes()  # NaNs bit for bit
+
+
+def test_read_into_fills_the_requested_rows_only(tmp_path):
+    one, many, whole = _single_and_sharded(tmp_path)
+    for cat in (one, many):
+        out = {n: np.full((40, cat.schema[n].length), -7.0, np.float32) for n in ("lsst", "sed")}
+        cat.read_into(60, 80, out, offset=5)  # crosses the first shard boundary (row 70)
+        cat.read_into(150, 153, out, offset=30)
+        for name, buf in out.items():
+            assert buf[5:25].tobytes() == whole[name][60:80].astype(np.float32).tobytes()
+            assert buf[30:33].tobytes() == whole[name][150:153].astype(np.float32).tobytes()
+            assert (buf[:5] == -7).all() and (buf[25:30] == -7).all() and (buf[33:] == -7).all()
+    with pytest.raises(IndexError, match="outside catalog"):
+        one.read_into(150, 154, {"lsst": np.empty((10, 6), np.float32)})
+    with pytest.raises(IndexError, match="cannot take rows"):
+        one.read_into(0, 10, {"lsst": np.empty((10, 6), np.float32)}, offset=1)
+    with pytest.raises(IndexError, match="cannot take rows"):
+        one.read_into(0, 10, {"lsst": np.empty((10, 6), np.float64)})
+
+
+def test_read_converts_other_float_types_as_numpy_does(cat_dir, tmp_path):
+    """A float64 dataset (valid per the format) is read through numpy's cast, as before."""
+    p = _copy(cat_dir, tmp_path)
+    with h5py.File(p, "r") as f:
+        sed = f["modalities/sed"][()].astype(np.float64) + 1e-9  # bits float32 rounding must drop
+    _replace(p, "sed", sed)
+    got = Catalog([p]).read(10, 90)["sed"]
+    assert got.dtype == np.float32
+    assert got.tobytes() == np.asarray(sed[10:90], dtype=np.float32).tobytes()
+
+
+def test_checksum_failure_names_file_dataset_and_rows(cat_dir, tmp_path):
+    """fletcher32 (CatalogWriter) catches flipped bytes on every read path, with the file named."""
+    p = _copy(cat_dir, tmp_path)
+    with h5py.File(p, "r") as f:
+        info = f["modalities/spherex"].id.get_chunk_info(0)
+    with open(p, "r+b") as f:
+        f.seek(info.byte_offset + 8)
+        f.write(b"\x00\x01\x02\x03" * 4)
+    cat = Catalog([p])
+    for read in (lambda: cat.read(0, 5), lambda: cat.read_into(0, 5, {"spherex": np.empty((5, 12), np.float32)})):
+        with pytest.raises(CatalogError, match=r"bad\.h5: /modalities/spherex: read of rows 0:5 failed"):
+            read()
+    assert cat.read(0, 5, ["lsst"])["lsst"].shape == (5, 6)  # other datasets still read
+
+
 # --- bad input: each gets one clear error naming the file and the field ----------------------
 
 

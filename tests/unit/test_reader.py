@@ -13,10 +13,11 @@ import pytest
 from toy_catalog import toy_rows, toy_schema
 
 from mosaic_hpc.config import DataConfig
+from mosaic_hpc.data import reader as reader_module
 from mosaic_hpc.data.catalog import Catalog, CatalogError, CatalogWriter, default_norm_modes, stats_from_running
 from mosaic_hpc.data.masker import HierarchicalMasker
 from mosaic_hpc.data.prefetch import DeviceBatch, DevicePrefetcher
-from mosaic_hpc.data.reader import ReaderPosition, ShardedReader, resolve_rank, under_mpi
+from mosaic_hpc.data.reader import ReaderPosition, ShardedReader, _BufferPool, resolve_rank, under_mpi
 from mosaic_hpc.dist_env import read_dist_env
 
 CFG = DataConfig(micro_batch_size=16, block_rows=64, shuffle_buffer=100)
@@ -239,8 +240,13 @@ def test_in_memory_loads_only_the_ranks_rows_once(catalog, monkeypatch):
     cfg = DataConfig(micro_batch_size=16, block_rows=64, shuffle_buffer=100, in_memory=True)
     r = ShardedReader(catalog, cfg, 0, 2, seed=7)
     reads = []
-    original = catalog.read
-    monkeypatch.setattr(catalog, "read", lambda a, b, names=None: reads.append(b - a) or original(a, b, names))
+    original = catalog.read_into
+
+    def counting(a, b, out, offset=0):
+        reads.append(b - a)
+        original(a, b, out, offset)
+
+    monkeypatch.setattr(catalog, "read_into", counting)
     list(r.iter_epoch(0))
     list(r.iter_epoch(1))
     assert sum(reads) == r.rows_owned == len(r.owned_rows())
@@ -253,6 +259,81 @@ def test_threaded_pipeline_can_be_abandoned_mid_epoch(catalog):
     first = [next(stream) for _ in range(3)]
     stream.close()  # shuts the worker pool down (validation breaks out of iter_epoch the same way)
     assert first[-1][0] == ReaderPosition(0, 3)
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2, 3])
+def test_window_buffers_are_reused_only_after_their_window_is_done(catalog, monkeypatch, workers):
+    """A released window buffer is poisoned at once: a batch still reading it would differ."""
+    monkeypatch.setattr(reader_module, "PREP_ROWS", 32)  # 2 batches per task, 4 tasks per window
+    masker = HierarchicalMasker(catalog.schema, seed=1)
+    kw = dict(micro_batch_size=16, block_rows=64, shuffle_buffer=100, prefetch_batches=8)
+    reference = ShardedReader(catalog, DataConfig(**kw, in_memory=True), 0, 1, seed=7, masker=masker)
+    allocated, released = [], []
+    take, release = _BufferPool.take, _BufferPool.release
+
+    def counting_take(self, n_rows):
+        fresh = not self._free
+        views = take(self, n_rows)
+        allocated.append(fresh)
+        return views
+
+    def poisoning_release(self, views):
+        lease = self._leased.get(id(views))
+        if lease is not None and lease[0] is views:
+            released.append(1)
+            for buf in lease[1].values():
+                buf.fill(np.nan)  # a read of a released buffer would yield all-missing rows
+        release(self, views)
+
+    monkeypatch.setattr(_BufferPool, "take", counting_take)
+    monkeypatch.setattr(_BufferPool, "release", poisoning_release)
+    r = ShardedReader(catalog, DataConfig(**kw, num_workers=workers), 0, 1, seed=7, masker=masker)
+    for epoch in (0, 1):
+        _same_batches(reference.iter_epoch(epoch), r.iter_epoch(epoch))
+    windows = 2 * len(list(r._windows(0, 0)))
+    assert len(allocated) == windows and len(released) == windows  # every window's buffer came back
+    # One pipeline per epoch; each allocates about as many buffers as windows are alive at once
+    # (the windows of the tasks in flight, the read ahead, and one whose last task's
+    # done-callback has not run yet) and reuses them after that.
+    assert sum(allocated) == 2 if workers == 0 else sum(allocated) <= 2 * (workers + 3) < windows
+
+
+def test_buffer_pool_takes_back_only_its_own_buffers(catalog):
+    pool = _BufferPool(catalog, 100)
+    a = pool.take(60)
+    assert {n: v.shape for n, v in a.items()} == {m.name: (60, m.length) for m in catalog.schema}
+    assert all(v.dtype == np.float32 and v.flags.c_contiguous for v in a.values())
+    pool.release({n: v.copy() for n, v in a.items()})  # not from the pool: ignored
+    b = pool.take(100)
+    assert all(not np.shares_memory(a[n], b[n]) for n in a)
+    pool.release(a)
+    pool.release(a)  # a second release of the same lease is ignored
+    c, d = pool.take(30), pool.take(30)
+    assert all(np.shares_memory(a[n], c[n]) for n in a)  # reused
+    assert all(not np.shares_memory(c[n], d[n]) and not np.shares_memory(b[n], d[n]) for n in a)
+
+
+def test_read_sorted_of_a_sharded_directory_equals_the_single_file(shards, tmp_path):
+    """The window read (runs across shard boundaries) gives the bytes of one file holding all rows."""
+    sharded = Catalog(shards)
+    rows = sharded.read_all()
+    single_path = tmp_path / "single.h5"
+    with CatalogWriter(single_path, sharded.schema, {"source": "test"}, chunk_rows=64) as w:
+        w.append(rows)
+        w.close(sharded.stats)
+    single = Catalog([single_path])
+    rng = np.random.default_rng(0)
+    cfg = DataConfig(micro_batch_size=16, block_rows=50, shuffle_buffer=100)
+    for ids in (
+        np.arange(sharded.n_rows),
+        np.arange(400, 420),  # across the boundary at row 410
+        np.sort(rng.choice(sharded.n_rows, 300, replace=False)),
+        np.array([0, 409, 410, 742, 743, 999]),
+    ):
+        got = [ShardedReader(c, cfg, 0, 1)._read_sorted(ids) for c in (sharded, single)]
+        for name in sharded.schema.names:
+            want = rows[name][ids]
+            assert got[0][name].tobytes() == got[1][name].tobytes() == want.tobytes()
 
 
 def _child_epoch(reader: ShardedReader, queue) -> None:

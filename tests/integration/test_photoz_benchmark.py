@@ -1,7 +1,8 @@
 """benchmarks/photoz_dc2.py --quick: every method of the real benchmark runs and gives finite scores.
 
 Toy size (a few hundred galaxies, a few steps): the numbers are checked for sanity, never timed
-or compared with each other.
+or compared with each other. The validation rows that score MOSAIC's tuning choices must be held
+out of every fit and apart from the test split.
 """
 
 import importlib.util
@@ -10,6 +11,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import REPO
 
@@ -28,11 +30,41 @@ def _missing_inputs() -> str:
     return ""
 
 
+def _benchmark_module():
+    spec = importlib.util.spec_from_file_location("photoz_dc2", REPO / "benchmarks" / "photoz_dc2.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_validation_split_is_a_fixed_disjoint_part_of_the_training_split():
+    split = _benchmark_module().split_validation
+    fit, val = split(10_225, 0.15, seed=0)
+    assert len(val) == round(0.15 * 10_225) and len(fit) + len(val) == 10_225
+    assert np.intersect1d(fit, val).size == 0
+    assert np.array_equal(np.union1d(fit, val), np.arange(10_225))
+    again_fit, again_val = split(10_225, 0.15, seed=0)
+    assert np.array_equal(val, again_val) and np.array_equal(fit, again_fit)
+    assert not np.array_equal(val, split(10_225, 0.15, seed=1)[1])
+    # the DC2 file is ordered by redshift: the validation rows must span it, not be a block of it
+    assert val.min() < 0.05 * 10_225 and val.max() > 0.95 * 10_225
+    with pytest.raises(ValueError):
+        split(10, 0.01, seed=0)
+
+
+def test_ensemble_is_the_mixture_of_its_members():
+    combine = _benchmark_module().combine
+    mu, sigma = combine([(np.array([0.0, 1.0]), np.array([1.0, 2.0])), (np.array([2.0, 1.0]), np.array([1.0, 2.0]))])
+    assert mu == pytest.approx([1.0, 1.0])
+    assert sigma == pytest.approx([np.sqrt(2.0), 2.0])  # member variance + spread of the means
+    assert combine([(np.array([1.0]), None)])[1] is None
+
+
 @pytest.mark.skipif(bool(_missing_inputs()), reason=_missing_inputs() or "inputs present")
 def test_quick_benchmark_gives_finite_metrics_for_every_method(tmp_path):
     out = tmp_path / "pz"
     res = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "photoz_dc2.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(REPO / "benchmarks" / "photoz_dc2.py"), "--quick", "--out", str(out), "--ensemble", "2"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -40,15 +72,26 @@ def test_quick_benchmark_gives_finite_metrics_for_every_method(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads((out / "results.json").read_text())
-    methods = data["methods"]
-    assert set(methods) >= {"knn", "random_forest", "mosaic", "mosaic_pretrained"}
+    methods, val_methods = data["methods"], data["val_methods"]
+    assert set(methods) >= {"knn", "random_forest", "mosaic", "mosaic_pretrained", "mosaic_pretrained_single"}
+    assert set(val_methods) == set(methods)
+    # validation rows: part of the training split, held out of the fitting rows, scored apart from test
+    val_rows = np.array(data["val_rows"])
+    assert data["n_fit"] + data["n_val"] == data["n_train"] and len(val_rows) == data["n_val"] > 0
+    assert len(np.unique(val_rows)) == len(val_rows) and 0 <= val_rows.min() and val_rows.max() < data["n_train"]
     for name, m in methods.items():
         for key in POINT:
-            assert math.isfinite(m[key]), (name, key)
+            assert math.isfinite(m[key]) and math.isfinite(val_methods[name][key]), (name, key)
         assert m["n"] == data["n_test"]
+        assert val_methods[name]["n"] == data["n_val"]
     for name in ("mosaic", "mosaic_pretrained"):
         for key in GAUSSIAN:
             assert math.isfinite(methods[name][key]), (name, key)
         hist = methods[name]["pit_histogram"]
         assert len(hist) == 10 and sum(hist) == pytest.approx(10.0)
+    # every fit (baselines, scratch and fine-tuned MOSAIC) saw only the fitting rows
+    from mosaic_hpc.data.catalog import Catalog
+
+    assert Catalog.open(out / "dc2_filled", "train").n_rows == data["n_fit"]
+    assert Catalog.open(out / "dc2_filled", "test").n_rows == data["n_val"]
     assert "## Photo-z on DC2 (RAIL test data)" in res.stdout

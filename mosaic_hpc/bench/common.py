@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -202,7 +203,7 @@ def command_line() -> str:
     prog = Path(sys.argv[0]).name
     if prog in ("cli.py", "__main__.py", "mosaic-hpc"):
         prog = "mosaic-hpc"
-    return " ".join([prog, *sys.argv[1:]])
+    return shlex.join([prog, *sys.argv[1:]])  # quoted: '' and spaces survive the copy and paste
 
 
 def load_average() -> list[float]:

@@ -7,6 +7,7 @@ than as an implausible number in RESULTS.md.
 from __future__ import annotations
 
 import math
+import shlex
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,12 @@ def test_ds_config_path_finds_shipped_jsons_from_any_directory(tmp_path, monkeyp
     assert common.ds_config_path("zero2.json") == Path("zero2.json")  # a file given wins
     with pytest.raises(ValueError, match="zero9.*shipped.*zero1.json"):
         common.ds_config_path("zero9")
+
+
+def test_recorded_command_can_be_retyped(monkeypatch):
+    # RESULTS.md keeps the command; an empty or spaced argument must survive copy and paste
+    argv = ["benchmarks/photoz_dc2.py", "--finetune-mask", "", "--out", "runs/my dir"]
+    monkeypatch.setattr("sys.argv", argv)
+    assert shlex.split(common.command_line()) == ["photoz_dc2.py", *argv[1:]]
+    monkeypatch.setattr("sys.argv", ["/x/mosaic_hpc/cli.py", "bench", "throughput"])
+    assert common.command_line() == "mosaic-hpc bench throughput"

@@ -255,6 +255,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0, cpu0 = time.perf_counter(), time.process_time()
+    machine = machine_info()  # at the start: the commit and load the run began with
 
     # 1. import both RAIL files with the importer (99 -> NaN), RAIL's own train/test split
     train_path, test_path = dc2_paths()
@@ -361,7 +362,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "photoz_dc2",
         "quick": bool(args.quick),
-        "machine": machine_info(),
+        "machine": machine,
         "config": str(args.config),
         "steps": None if args.no_scratch else steps,
         "pretrain_steps": None if args.no_pretrain else quick.get("pretrain_steps", args.pretrain_steps),

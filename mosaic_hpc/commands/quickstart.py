@@ -16,12 +16,12 @@ with RANK=0, WORLD_SIZE=1: no launcher, ssh or hostfile needed). Without a GPU i
 PyTorch engine in this process: ZeRO has nothing to shard with one rank, and on a 2-core CPU
 DeepSpeed's CPU accelerator only adds start-up time. --engine deepspeed forces the DeepSpeed path.
 
-Threads (--threads 0): the cores left idle by the 1-minute load average, at least one. PyTorch's
-OpenMP threads spin at every barrier, so two threads on two cores that other jobs also use run
-3-5x *slower* per step than one thread (measured on the 2-core development machine); on a free
-machine all cores are used.
+Threads (--threads 0): the cores idle right now (measured over half a second from /proc/stat,
+see ``mosaic_hpc.cpu_load``), at least one. PyTorch's OpenMP threads spin at every barrier, so two
+threads on two cores that other jobs also use run 3-5x *slower* per step than one thread
+(measured on the 2-core development machine); on a free machine all cores are used.
 
-`make run` calls this with --n-galaxies 20000 (about 10 minutes on a free 2-core machine).
+`make run` calls this with --n-galaxies 20000 (about 6 minutes on a free 2-core machine).
 
 Example:
   mosaic-hpc quickstart --out runs/quickstart --n-galaxies 20000
@@ -40,6 +40,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from ..cpu_load import choose_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # configs/ sits next to the package in the repository
 ENGINES = ("auto", "plain", "deepspeed")
@@ -173,14 +175,6 @@ class ProgressSink:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def choose_threads(requested: int) -> int:
-    """``requested`` if > 0, else the cores not busy with other work (1-minute load), at least 1."""
-    if requested > 0:
-        return requested
-    cores = os.cpu_count() or 1
-    return max(1, min(cores, round(cores - os.getloadavg()[0])))
 
 
 def _free_port() -> int:

@@ -99,12 +99,3 @@ def test_configs_resolve_from_repo():
 
     assert resolve_config("small") == REPO / "configs" / "small.yaml"
     assert resolve_config(str(REPO / "configs" / "tiny.yaml")) == REPO / "configs" / "tiny.yaml"
-
-
-def test_thread_choice():
-    import os
-
-    from mosaic_hpc.commands.quickstart import choose_threads
-
-    assert choose_threads(3) == 3
-    assert 1 <= choose_threads(0) <= (os.cpu_count() or 1)

@@ -38,7 +38,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/shellcheck launchers/*.sh launchers/*.pbs .ci/run .ci/*.sh
+	$(BIN)/shellcheck launchers/*.sh launchers/*.pbs .ci/run .ci/*.sh benchmarks/*.sh
 
 clean:
 	rm -rf runs .pytest_cache

@@ -145,6 +145,28 @@ def test_mfu_levers_toy(tmp_path):
     assert matmuls and all(k["ms_per_step"] > 0 for k in matmuls)
 
 
+def test_gpu_session_script_runs_both_sweeps_and_keeps_their_json(tmp_path):
+    """benchmarks/gpu_session.sh, the one-call GPU session, driven at toy size on the CPU."""
+    env = {
+        **os.environ, "DEVICE": "cpu", "PRECISION": "fp32", "CONFIG": "tiny", "BATCHES": "4", "SDPA": "default",
+        "COMPILE_BATCHES": "", "PROFILE_BATCH": "4", "CONFIGS": "tiny", "BATCH_SIZES": "4", "COMPARE": "flops",
+        "STEPS": "2", "MIN_SECONDS": "0", "BUDGET_S": "120", "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
+    }  # fmt: skip
+    out = tmp_path / "gpu"
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_session.sh"), str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    levers = json.loads((out / "levers.json").read_text())
+    assert [(e["micro_batch_size"], e["status"]) for e in levers["entries"]] == [(4, "ok")]
+    assert _positive_finite(levers["profile"]["kernel_ms_per_step"])
+    sweep = [e for e in json.loads((out / "throughput.json").read_text())["entries"] if e["kind"] == "sweep"]
+    assert [(e["config"], e["micro_batch_size"], e["status"]) for e in sweep] == [("tiny", 4, "ok")]
+    assert _positive_finite(sweep[0]["throughput/samples_per_s"])
+    assert "|---|" in (out / "throughput.md").read_text()
+
+
 @pytest.mark.parametrize(
     ("kernel", "label"),
     [

@@ -288,9 +288,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     evals = {"val": val, "test": test}
     scored: dict[str, dict[str, dict[str, Any]]] = {"val": {}, "test": {}}
 
-    def record_scores(name: str, predict) -> None:
-        for split, rows in evals.items():
-            scored[split][name] = scores(predict(rows), z[split])
+    def predict_splits(predict) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        """One model's predictions on every scored split, each made once."""
+        return {split: predict(rows) for split, rows in evals.items()}
+
+    def record_scores(name: str, preds: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
+        for split, pred in preds.items():
+            scored[split][name] = scores(pred, z[split])
 
     # 3. baselines on magnitudes, colours and errors, fitted on the same rows as MOSAIC
     t = time.perf_counter()
@@ -306,7 +310,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         n_trees=quick.get("n_trees", args.n_trees),
     )
     for name, model in models.items():
-        record_scores(name, lambda rows, model=model: (model.predict(features(rows)), None))
+        record_scores(name, predict_splits(lambda rows, model=model: (model.predict(features(rows)), None)))
     timings["baselines_s"] = time.perf_counter() - t
 
     # 4. MOSAIC from scratch (one model)
@@ -317,7 +321,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, micro_batch_size=QUICK_BATCH))
     if not args.no_scratch:
         timings["mosaic_train_s"] = train_mosaic(cfg, dc2_dir, work / "run_mosaic")
-        record_scores("mosaic", lambda rows: predict_mosaic(work / "run_mosaic", rows))
+        record_scores("mosaic", predict_splits(lambda rows: predict_mosaic(work / "run_mosaic", rows)))
 
     # 5. pretrain on the mock catalog in the DC2 schema, then fine-tune an ensemble on DC2
     if not args.no_pretrain:
@@ -341,7 +345,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         timings["mock_s"] = time.perf_counter() - t
         pre_cfg = with_steps(cfg, quick.get("pretrain_steps", args.pretrain_steps))
         timings["pretrain_s"] = train_mosaic(pre_cfg, mock_dir, work / "run_pretrain")
-        record_scores("mock_only", lambda rows: predict_mosaic(work / "run_pretrain", rows))
+        record_scores("mock_only", predict_splits(lambda rows: predict_mosaic(work / "run_pretrain", rows)))
         from mosaic_hpc.training.checkpoint import CheckpointManager
 
         ckpt = CheckpointManager(work / "run_pretrain").latest()
@@ -354,9 +358,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             run_dir = work / f"run_finetune_{i}"
             timings["finetune_s"] += train_mosaic(member_cfg, dc2_dir, run_dir, init_from=ckpt)
             members.append(run_dir)
-        record_scores("mosaic_pretrained", lambda rows: combine([predict_mosaic(d, rows) for d in members]))
+        member_preds = [predict_splits(lambda rows, d=d: predict_mosaic(d, rows)) for d in members]
+        record_scores("mosaic_pretrained", {s: combine([p[s] for p in member_preds]) for s in evals})
         if args.ensemble > 1:  # the first member alone: what the ensemble adds
-            record_scores("mosaic_pretrained_single", lambda rows: predict_mosaic(members[0], rows))
+            record_scores("mosaic_pretrained_single", member_preds[0])
     timings["total_s"] = time.perf_counter() - t0
     timings["cpu_total_s"] = time.process_time() - cpu0  # CPU time: the budget on a shared machine
     return {

@@ -9,7 +9,6 @@ profiler, the PNG written. The thresholds are wide on purpose: the CI machine is
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import benchmark_script
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.integration]
 
@@ -181,7 +181,4 @@ def test_gpu_session_script_runs_both_sweeps_and_keeps_their_json(tmp_path):
     ],
 )
 def test_mfu_levers_kernel_classes(kernel, label):
-    spec = importlib.util.spec_from_file_location("mfu_levers", REPO / "benchmarks" / "mfu_levers.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.kernel_class(kernel) == label
+    assert benchmark_script("mfu_levers").kernel_class(kernel) == label

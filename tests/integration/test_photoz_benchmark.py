@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, benchmark_script
 
 pytestmark = pytest.mark.benchmark
 
@@ -30,15 +30,8 @@ def _missing_inputs() -> str:
     return ""
 
 
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("photoz_dc2", REPO / "benchmarks" / "photoz_dc2.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_validation_split_is_a_fixed_disjoint_part_of_the_training_split():
-    split = _benchmark_module().split_validation
+    split = benchmark_script("photoz_dc2").split_validation
     fit, val = split(10_225, 0.15, seed=0)
     assert len(val) == round(0.15 * 10_225) and len(fit) + len(val) == 10_225
     assert np.intersect1d(fit, val).size == 0
@@ -53,7 +46,7 @@ def test_validation_split_is_a_fixed_disjoint_part_of_the_training_split():
 
 
 def test_ensemble_is_the_mixture_of_its_members():
-    combine = _benchmark_module().combine
+    combine = benchmark_script("photoz_dc2").combine
     mu, sigma = combine([(np.array([0.0, 1.0]), np.array([1.0, 2.0])), (np.array([2.0, 1.0]), np.array([1.0, 2.0]))])
     assert mu == pytest.approx([1.0, 1.0])
     assert sigma == pytest.approx([np.sqrt(2.0), 2.0])  # member variance + spread of the means

@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from conftest import benchmark_script
 
 from mosaic_hpc.bench import common, scaling, throughput
 
@@ -172,13 +173,7 @@ def test_site_launcher_refuses_to_run_outside_a_job(monkeypatch):
 
 
 def test_format_results_records_one_section_and_keeps_others(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "format_results", common.REPO_ROOT / "benchmarks" / "format_results.py"
-    )
-    fr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fr)
+    fr = benchmark_script("format_results")
     results = tmp_path / "RESULTS.md"
     fr.record("## Mine\n\nold\n", "## Mine", results)
     results.write_text(results.read_text() + "\n## Theirs\n\nkeep\n")

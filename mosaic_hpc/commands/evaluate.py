@@ -2,6 +2,10 @@
 
 By default the paper's five input configurations (named by what is *given*) are evaluated;
 --configuration adds your own, e.g. --configuration "late:given=lsst,sfh[t>=10Gyr]".
+Beside MOSAIC every cell holds a task-specific baseline fitted on the catalog's train split from
+exactly the values the configuration gives (a random forest per hidden scalar, kNN per hidden
+vector; --baselines none turns them off) and the ratio MOSAIC / baseline: below 1, MOSAIC wins.
+Gaussian-head runs also get the PIT KS distance and 68%/95% interval coverage per hidden scalar.
 Writes table1.md and metrics.json into --out (default RUN/eval) and, unless --no-figures, the
 Figure-2-style plots (figure2.png: predicted vs true scalars with 16-84% bands; SPHEREx, SFH and
 SED reconstructions with the hidden ranges shaded; one row per configuration) and report.md,
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typing only: the CLI must not import torch to build its parser
+    from ..evaluation.baselines import BaselineSettings
     from ..evaluation.metrics import ConfigurationResult
     from ..evaluation.predictor import Predictor
     from ..evaluation.report import ReportImage
@@ -40,9 +45,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="write figure2.png and report.md (default: on)",
     )
     p.add_argument("--n-plot", type=int, default=1000, help="galaxies per scatter panel (default: 1000, as the paper)")
+    add_baseline_arguments(p)
+
+
+def add_baseline_arguments(p: argparse.ArgumentParser) -> None:
+    """Baseline options shared by evaluate and quickstart."""
+    from ..evaluation.baselines import BASELINE_CHOICES, BaselineSettings
+
+    d = BaselineSettings()
+    p.add_argument(
+        "--baselines",
+        choices=BASELINE_CHOICES,
+        default=BASELINE_CHOICES[0],
+        help="task-specific baselines beside MOSAIC, fitted on the train split (default: forest+knn)",
+    )
+    p.add_argument("--baseline-rows", type=int, default=d.max_fit_rows, help="most training rows the baselines fit")
+    p.add_argument("--baseline-trees", type=int, default=d.n_trees, help=f"trees per forest (default: {d.n_trees})")
+
+
+def baseline_settings(args: argparse.Namespace, threads: int = 1) -> BaselineSettings | None:
+    """The --baselines options as settings (None: off); sizes are checked here, before any work."""
+    from ..evaluation.baselines import BaselineSettings
+
+    if args.baselines == "none":
+        return None
+    for flag, value in (("--baseline-rows", args.baseline_rows), ("--baseline-trees", args.baseline_trees)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    return BaselineSettings(n_trees=args.baseline_trees, max_fit_rows=args.baseline_rows, n_jobs=max(1, threads))
+
+
+def print_configuration(result: ConfigurationResult) -> None:
+    """One progress line per evaluated configuration."""
+    base = f", baselines fitted in {result.baseline_seconds:.1f} s" if result.baseline_seconds is not None else ""
+    print(f"  {result.name}: scored {max(result.counts.values(), default=0)} values per target{base}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..data.catalog import Catalog
     from ..data.configurations import paper_configurations, parse_configuration
     from ..evaluation.metrics import evaluate, table1_markdown, units, write_table1
@@ -52,19 +93,31 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--max-rows must be >= 1")
     if args.n_plot < 1:
         raise ValueError(f"--n-plot must be >= 1, got {args.n_plot}")
+    baselines = baseline_settings(args, torch.get_num_threads())
     predictor = load_run(args.run)
     catalog = Catalog.open(args.data, args.split)
+    fit_catalog = Catalog.open(args.data, "train") if baselines is not None else None
     configs = [] if args.no_paper else paper_configurations(predictor.schema)
     configs += [parse_configuration(s, predictor.schema) for s in args.configuration]
     if not configs:
         raise ValueError("no configuration to evaluate (--no-paper without --configuration)")
-    results = evaluate(predictor, catalog, configs, args.max_rows, args.batch_size, keep_outputs=args.figures)
+    results = evaluate(
+        predictor,
+        catalog,
+        configs,
+        args.max_rows,
+        args.batch_size,
+        keep_outputs=args.figures,
+        fit_catalog=fit_catalog,
+        baselines=baselines,
+        on_configuration=print_configuration,
+    )
     out = args.out or Path(args.run) / "eval"
-    md, js = write_table1(results, units(predictor), out)
+    md, js = write_table1(results, units(predictor), out, baselines)
     print(table1_markdown(results, units(predictor)))
     print(f"wrote {md} and {js}")
     if args.figures:
-        report = write_figures_and_report(predictor, results, out, args.n_plot, args.data, args.split)
+        report = write_figures_and_report(predictor, results, out, args.n_plot, args.data, args.split, baselines)
         print(f"wrote {report}")
     return 0
 
@@ -76,6 +129,7 @@ def write_figures_and_report(
     n_plot: int,
     data: Path,
     split: str,
+    baselines: BaselineSettings | None = None,
     extra_images: Sequence[ReportImage] = (),
     report_path: Path | None = None,
 ) -> Path:
@@ -97,7 +151,11 @@ def write_figures_and_report(
         "checkpoint": str(predictor.checkpoint),
         "catalog": f"{data} (split {split}, {n_rows} galaxies scored)",
         "model": f"{predictor.config.name}: {predictor.model.num_params():,} parameters",
+        "baselines": baselines.describe() if baselines is not None else "none (--baselines none)",
     }
+    if baselines is not None:
+        seconds = sum(r.baseline_seconds or 0.0 for r in results)
+        meta["baselines"] += f"; {seconds:.0f} s to fit and predict"
     images = (ReportImage("Figure 2: predictions for each input configuration", fig2, FIGURE2_DESCRIPTION),)
     return write_report(
         report_path or out_dir / "report.md", results, units(predictor), images + tuple(extra_images), meta

@@ -3,7 +3,8 @@
 Stages, each with a status line and a progress bar, all inside --out (RUN):
   1. catalog   mock catalog into RUN/catalog (or --catalog DIR: your own, used as is)
   2. train     the `small` config (configs/small.yaml); checkpoints in RUN/checkpoints
-  3. evaluate  Table 1 and Figure 2 on the test split into RUN/eval
+  3. evaluate  Table 1 with baselines (random forest / kNN fitted on the train split) and Figure 2
+               on the test split into RUN/eval
   4. embed     UMAP of the hidden states (Fig. 3) into RUN/eval/umap.png (+ .npz)
   5. report    RUN/report.md with Table 1 and all figures
 
@@ -42,6 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..cpu_load import choose_threads
+from .evaluate import add_baseline_arguments, baseline_settings, print_configuration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # configs/ sits next to the package in the repository
 ENGINES = ("auto", "plain", "deepspeed")
@@ -69,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=int, default=0, help="CPU threads for PyTorch (default 0: the idle cores, see below)"
     )
+    add_baseline_arguments(p)
 
 
 def resolve_config(name_or_path: str) -> Path:
@@ -242,6 +245,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
+    baseline_settings(args)  # bad sizes fail before any work
     config_path = resolve_config(args.config)  # before any work: a typo should not cost a catalog
     t_start = time.perf_counter()
     n = 5
@@ -271,13 +275,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"training {stopped}; the checkpoint is saved: run the same command again to resume", file=sys.stderr)
         return 1
     eval_dir = args.out / "eval"
-    with stage(3, n, "evaluate (Table 1, Figure 2)"):
+    with stage(3, n, "evaluate (Table 1 with baselines, Figure 2)"):
         predictor = load_run(args.out)
         configs = paper_configurations(predictor.schema)
         if not configs:
             raise ValueError(f"{data_dir}: the catalog cannot express the paper's input configurations")
-        results = evaluate(predictor, test, configs, keep_outputs=True)
-        write_table1(results, units(predictor), eval_dir)
+        baselines = baseline_settings(args, threads)
+        fit = Catalog.open(data_dir, "train") if baselines is not None else None
+        results = evaluate(
+            predictor,
+            test,
+            configs,
+            keep_outputs=True,
+            fit_catalog=fit,
+            baselines=baselines,
+            on_configuration=print_configuration,
+        )
+        write_table1(results, units(predictor), eval_dir, baselines)
     with stage(4, n, f"embed (UMAP of {min(args.n_embed, test.n_rows)} galaxies)"):
         truth = test.read(0, min(args.n_embed, test.n_rows))
         umap_png, _ = write_embedding(
@@ -293,7 +307,15 @@ def run(args: argparse.Namespace) -> int:
     with stage(5, n, "report"):
         umap_image = ReportImage("Figure 3: latent space (UMAP)", umap_png, EMBEDDING_DESCRIPTION)
         report = write_figures_and_report(
-            predictor, results, eval_dir, args.n_plot, data_dir, "test", (umap_image,), args.out / "report.md"
+            predictor,
+            results,
+            eval_dir,
+            args.n_plot,
+            data_dir,
+            "test",
+            baselines,
+            (umap_image,),
+            args.out / "report.md",
         )
     print()
     print(table1_markdown(results, units(predictor)))

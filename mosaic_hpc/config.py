@@ -41,6 +41,10 @@ class ModelConfig:
     token per value; P > 1 groups P consecutive values into one token (patched mode, for speed)."""
     mask_embedding: bool = False
     """Add a learned embedding at masked positions (beyond the paper; off in paper mode)."""
+    missing_embedding: bool = False
+    """Add a learned embedding at values missing from the catalog (NaN) that the mask did not hide,
+    so the model can tell "no such value" (an SFH bin after the galaxy's epoch, a non-detection)
+    from "hidden" (beyond the paper; off in paper mode)."""
     gaussian_heads: bool = False
     """Heads predict mean and log-variance and train with Gaussian NLL (beyond the paper)."""
 
@@ -73,9 +77,16 @@ class MaskConfig:
     """Whole-modality mask probability for the named modalities, instead of p_modality (beyond
     the paper; empty = paper behaviour). E.g. ``{scalars: 0.9}`` hides the scalars 90% of the
     time to stress a downstream task such as photo-z; names are checked against the catalog."""
+    p_condition: float = 0.0
+    """Share of galaxies trained with a condition mask instead of the hierarchical one: a random
+    subset of the units (each scalar column, each vector) is given, the rest hidden whole
+    (data/condition_masks.py; beyond the paper: 0 = paper behaviour)."""
+    p_partial: float = 0.0
+    """In a condition mask, the chance that a given vector is given only on one side of a random
+    cut along its axis (as "SFH before 10 Gyr given"), the other side hidden."""
 
     def __post_init__(self) -> None:
-        for key in ("p_modality", "p_scalar", "span_ratio"):
+        for key in ("p_modality", "p_scalar", "span_ratio", "p_condition", "p_partial"):
             v = getattr(self, key)
             _check(0.0 <= v <= 1.0, f"masking.{key}", "must be in [0, 1]")
         for name, v in self.p_modality_overrides.items():
@@ -136,6 +147,9 @@ class TrainConfig:
     """Micro-batches accumulated per optimizer step."""
     loss_on: str = "all"
     """'all' tokens (paper App. C: unmasked tokens too) or only 'masked' ones."""
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    """Weight of each named modality in the mean over modalities (others 1; empty = the paper's
+    equal weights). Names are checked against the catalog."""
     precision: str = "fp32"
     """'fp32' or 'bf16' (autocast on the plain engine; DeepSpeed bf16 on the DeepSpeed engine)."""
     compile: bool = False
@@ -169,6 +183,8 @@ class TrainConfig:
         _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0")
         _check(self.grad_accum_steps >= 1, "train.grad_accum_steps", "must be >= 1")
         _check(self.loss_on in ("all", "masked"), "train.loss_on", "must be 'all' or 'masked'")
+        for name, w in self.loss_weights.items():
+            _check(w >= 0, f"train.loss_weights.{name}", "must be >= 0")
         _check(self.precision in ("fp32", "bf16"), "train.precision", "must be 'fp32' or 'bf16'")
         for key in ("eval_every", "eval_batches", "save_every", "log_every"):
             _check(getattr(self, key) >= 0, f"train.{key}", "must be >= 0")

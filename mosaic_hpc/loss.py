@@ -2,13 +2,15 @@
 
 Per-token squared error (or Gaussian negative log-likelihood for Gaussian heads), averaged over
 the valid tokens of each modality, then averaged with equal weight over modalities, so a
-921-value SED counts as much as three scalars. Missing values (NaN in the catalog) never enter.
-Modalities with no valid token in a batch are left out of the mean rather than counted as zero.
-Everything stays on the device (no ``.item()``), so the loss adds no host synchronisation.
+921-value SED counts as much as three scalars (``train.loss_weights`` reweights modalities).
+Missing values (NaN in the catalog) never enter. Modalities with no valid token in a batch are
+left out of the mean rather than counted as zero. Everything stays on the device (no
+``.item()``), so the loss adds no host synchronisation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,24 +41,36 @@ def token_losses(out: ModelOutput, batch: Batch, name: str) -> Tensor:
     return 0.5 * (logvar + err2 * torch.exp(-logvar))
 
 
-def masked_regression_loss(out: ModelOutput, batch: Batch, loss_on: str = "all") -> LossOutput:
+def check_loss_weights(weights: Mapping[str, float], names: Sequence[str]) -> None:
+    """``train.loss_weights`` may only name modalities of the catalog."""
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(f"train.loss_weights names modalities {unknown} not in the catalog {list(names)}")
+
+
+def masked_regression_loss(
+    out: ModelOutput, batch: Batch, loss_on: str = "all", weights: Mapping[str, float] | None = None
+) -> LossOutput:
     """Paper App. C: L = 1/K sum_M mean_{valid tokens of M} loss_{b,l}.
 
     Args:
         out: model predictions (normalised units).
         batch: targets, validity and hidden masks.
         loss_on: ``"all"`` scores every valid token (paper); ``"masked"`` only hidden ones.
+        weights: modality weights of the mean over modalities, ``sum_M w_M L_M / sum_M w_M`` over
+            the modalities scored in the batch (unnamed modalities weigh 1; None = equal weights).
     """
     if loss_on not in LOSS_ON:
         raise ValueError(f"loss_on must be one of {LOSS_ON}, got {loss_on!r}")
     per_mod, counts, present = {}, {}, []
+    weights = weights or {}
     for name in out.mean:
         w = batch.valid[name] if loss_on == "all" else batch.valid[name] & batch.hidden[name]
         w = w.float()
         n = w.sum()
         per_mod[name] = (token_losses(out, batch, name) * w).sum() / n.clamp(min=1.0)
         counts[name] = n
-        present.append((n > 0).float())
+        present.append((n > 0).float() * float(weights.get(name, 1.0)))
     has = torch.stack(present)
-    total = (torch.stack(list(per_mod.values())) * has).sum() / has.sum().clamp(min=1.0)
+    total = (torch.stack(list(per_mod.values())) * has).sum() / has.sum().clamp(min=1e-12)  # 0 if none scored
     return LossOutput(total=total, per_modality=per_mod, counts=counts)

@@ -104,6 +104,11 @@ class MosaicModel(nn.Module):
             if cfg.mask_embedding
             else None
         )
+        self.missing_embed = (
+            nn.ModuleDict({n: nn.Linear(p, cfg.d_model, bias=False) for n, p in self.patch.items()})
+            if cfg.missing_embedding
+            else None
+        )
         self.pos = nn.Parameter(torch.zeros(1, self.seq_len, cfg.d_model))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
@@ -132,13 +137,19 @@ class MosaicModel(nn.Module):
         return x.view(B, self.n_tokens[name], self.patch[name])  # (B, n_tok, P)
 
     def forward(
-        self, values: dict[str, Tensor], hidden: dict[str, Tensor], return_hidden_states: bool = False
+        self,
+        values: dict[str, Tensor],
+        hidden: dict[str, Tensor],
+        absent: dict[str, Tensor] | None = None,
+        return_hidden_states: bool = False,
     ) -> ModelOutput:
         """Predict every value of every modality.
 
         Args:
             values: normalised values, [B, L] per modality (anything at hidden positions).
             hidden: bool [B, L], True where the model must not see the value.
+            absent: bool [B, L], True where the value is missing and was not masked
+                (``Batch.absent``); read only with ``missing_embedding``.
             return_hidden_states: also return the last hidden state of each modality's tokens.
         """
         dtype = self.pos.dtype
@@ -149,6 +160,8 @@ class MosaicModel(nn.Module):
             emb = self.embed[name](self._tokens(x, name))  # (B, n_tok, d)
             if self.mask_embed is not None:
                 emb = emb + self.mask_embed[name](self._tokens(h.to(dtype), name))
+            if self.missing_embed is not None and absent is not None:
+                emb = emb + self.missing_embed[name](self._tokens(absent[name].to(dtype), name))
             parts.append(emb)
         x = torch.cat(parts, dim=1) + self.pos  # (B, T, d)
         for blk in self.blocks:
@@ -183,17 +196,15 @@ class MosaicModel(nn.Module):
         Counted: every matmul as 2 FLOPs per multiply-add (Kaplan et al. 2020; PaLM App. B).
         Per token and layer the linear layers cost 2 * (3d^2 + d^2 + 2 d h) with h the MLP width;
         attention scores and the weighted sum cost 2 * 2 * T * d per token and layer. Embeddings
-        and heads cost 2 * P * d * (1 + mask_embed) and 2 * d * P * k per token. Left out:
+        and heads cost 2 * P * d * (1 + mask_embed + missing_embed) and 2 * d * P * k per token. Left out:
         layer norms, GELU, softmax, biases and the loss (O(T d), under 1% at these sizes).
         """
         d, T, n_layers = self.cfg.d_model, self.seq_len, self.cfg.n_layers
         h = int(self.cfg.mlp_ratio * d)
         k = 2 if self.cfg.gaussian_heads else 1
         per_layer = T * 2 * (4 * d * d + 2 * d * h) + 4 * T * T * d
-        io = sum(
-            self.n_tokens[n] * (2 * p * d * (2 if self.mask_embed is not None else 1) + 2 * d * p * k)
-            for n, p in self.patch.items()
-        )
+        n_embed = 1 + (self.mask_embed is not None) + (self.missing_embed is not None)
+        io = sum(self.n_tokens[n] * (2 * p * d * n_embed + 2 * d * p * k) for n, p in self.patch.items())
         return 3.0 * (n_layers * per_layer + io)
 
 

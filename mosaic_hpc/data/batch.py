@@ -10,7 +10,14 @@ kind (targets, valid, hidden) with ``out=`` arguments, each modality a C-contigu
 view: no temporaries, and the NaN test and the valid flags are one numpy call for all
 modalities. The values are those of the plain expressions ``z = normalize(float32 x)``,
 ``valid = ~isnan(z)``, ``targets = where(valid, z, 0)``, ``hidden = hidden | ~valid``, bit for
-bit (tests/unit/test_batch_prep.py).
+bit (tests/unit/test_batch_prep.py), and ``absent = ~valid & ~hidden``.
+
+Missing is not the same as masked. A value the masker or an input configuration hides exists
+and is to be predicted; a value that is missing from the catalog does not exist (an SFH bin
+after the galaxy's cosmic time, a non-detected band), and that it is missing is information:
+where a given SFH stops tells the galaxy's epoch. ``absent`` marks missing values the mask did
+not hide, so a model can be told "no value here" apart from "hidden here"; a missing value the
+mask hides stays plain hidden, so a hidden modality never leaks its pattern of missing values.
 """
 
 from __future__ import annotations
@@ -32,12 +39,15 @@ class Batch:
         valid: True where the catalog has a value (not NaN).
         hidden: True where the model does not see the value (masked or missing).
         row_ids: global catalog row of each galaxy, [B] (drives keyed masks, checks sample order).
+        absent: True where the value is missing and was not masked (see the module docstring);
+            None when the batch does not track it (then the model is told nothing about it).
     """
 
     targets: dict
     valid: dict
     hidden: dict
     row_ids: object
+    absent: dict | None = None
 
     @property
     def size(self) -> int:
@@ -57,6 +67,7 @@ class Batch:
             valid={k: conv(v) for k, v in self.valid.items()},
             hidden={k: conv(v) for k, v in self.hidden.items()},
             row_ids=conv(self.row_ids),
+            absent=None if self.absent is None else {k: conv(v) for k, v in self.absent.items()},
         )
 
 
@@ -132,19 +143,22 @@ def _build(
     values = np.empty(int(ends[-1]), dtype=np.float32)
     flags = np.empty(int(ends[-1]), dtype=bool)  # True where missing, inverted into valid at the end
     hid = np.empty(int(ends[-1]), dtype=bool)
+    shown_missing = np.empty(int(ends[-1]), dtype=bool)
 
     def views(buffer: np.ndarray) -> dict[str, np.ndarray]:
         return {name: buffer[ends[i] : ends[i + 1]].reshape(s) for i, (name, s) in enumerate(shapes.items())}
 
-    targets, valid, hidden_out = views(values), views(flags), views(hid)
+    targets, valid, hidden_out, absent = views(values), views(flags), views(hid), views(shown_missing)
     for name, t in targets.items():
         fill(name, t)
     np.isnan(values, out=flags)  # every modality in one call
     for name, missing in valid.items():  # still the missing flags here
         if hidden is None:
             np.copyto(hidden_out[name], missing)
+            np.copyto(absent[name], missing)
         else:
             h = np.asarray(hidden[name], dtype=bool)
+            np.greater(missing, h, out=absent[name])  # missing and not masked
             if h.shape == missing.shape:
                 np.logical_or(h, missing, out=hidden_out[name])
             else:  # a mask that broadcasts against the values gets its own array, as ``h | missing`` would
@@ -152,4 +166,6 @@ def _build(
         if missing.any():  # most modalities have no missing value: skip the masked store
             np.copyto(targets[name], np.float32(0.0), where=missing)
     np.logical_not(flags, out=flags)
-    return Batch(targets=targets, valid=valid, hidden=hidden_out, row_ids=np.asarray(row_ids, dtype=np.int64))
+    return Batch(
+        targets=targets, valid=valid, hidden=hidden_out, row_ids=np.asarray(row_ids, dtype=np.int64), absent=absent
+    )

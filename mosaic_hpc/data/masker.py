@@ -10,6 +10,9 @@ counter block) and hides ``span = 1 + floor(u0 * remaining)`` values from
 is about ln(budget) + 0.6 (each span takes a uniform share of what is left).
 
 Randomness comes from :mod:`keyed_random`: masks are a pure function of (seed, epoch, row).
+With ``p_condition > 0`` a share of the galaxies gets a condition mask instead
+(:mod:`condition_masks`: a random subset of quantities given, the rest hidden), drawn from a
+counter range after the hierarchical masker's, so the other galaxies' masks are unchanged.
 
 How it is computed (the masker was the largest CPU cost of the data pipeline). The span rounds
 of all vector modalities run together over one list of (modality, row) entries that still have
@@ -33,6 +36,7 @@ import numpy as np
 from ..config import MaskConfig
 from ..schema import CatalogSchema
 from . import keyed_random
+from .condition_masks import ConditionMasker
 
 # Counter layout per row: [0, K) whole-modality draws; then per modality a block of draws.
 _BLOCK = 1 << 16
@@ -55,6 +59,9 @@ class HierarchicalMasker:
         # Per-row offset of each modality in the shared mask buffer: modality k holds
         # [n * offset[k], n * offset[k + 1]) for a batch of n rows.
         self._offsets = np.concatenate([[0], np.cumsum([spec.length for spec in schema])]).astype(np.int64)
+        self.condition = ConditionMasker(
+            schema, self.config.p_condition, self.config.p_partial, counter=_BLOCK * (len(schema) + 1)
+        )
 
     def budget(self, length: int) -> int:
         """ceil(p L) values per partly masked vector (App. A)."""
@@ -78,6 +85,10 @@ class HierarchicalMasker:
                 np.logical_or(m, whole[:, k : k + 1], out=m)
             else:
                 m[whole[:, k]] = True
+        chosen = self.condition.chosen(keys)
+        if chosen.any():
+            for name, cm in self.condition(keys[chosen]).items():
+                masks[name][chosen] = cm
         return masks
 
     def _paint_spans(self, buffer: np.ndarray, keys: np.ndarray, whole: np.ndarray) -> None:

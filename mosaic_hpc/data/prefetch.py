@@ -52,6 +52,7 @@ def _map_tensors(batch: Batch, fn) -> dict[str, Any]:
         "valid": {k: fn(v) for k, v in batch.valid.items()},
         "hidden": {k: fn(v) for k, v in batch.hidden.items()},
         "row_ids": fn(batch.row_ids),
+        "absent": None if batch.absent is None else {k: fn(v) for k, v in batch.absent.items()},
     }
 
 

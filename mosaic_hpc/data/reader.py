@@ -508,4 +508,5 @@ def _rows(batch: Batch, lo: int, hi: int) -> Batch:
         valid={k: v[lo:hi] for k, v in batch.valid.items()},
         hidden={k: v[lo:hi] for k, v in batch.hidden.items()},
         row_ids=batch.row_ids[lo:hi],
+        absent=None if batch.absent is None else {k: v[lo:hi] for k, v in batch.absent.items()},
     )

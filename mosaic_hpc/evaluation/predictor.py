@@ -35,11 +35,59 @@ class Prediction:
     """Physical-unit predictions, [N, L] per modality; ``sigma`` only with Gaussian heads.
 
     ``given`` marks the values the model saw (True), so callers can tell inputs from predictions.
+    With Gaussian heads each predicted value has an independent normal predictive distribution
+    N(values, sigma^2) (the heads model each value's marginal, not correlations between values);
+    :meth:`sample` and :meth:`log_prob` use it. Given values are inputs, not predictions: they are
+    returned unchanged by :meth:`sample` and get no log-probability.
     """
 
     values: dict[str, np.ndarray]
     sigma: dict[str, np.ndarray] | None
     given: dict[str, np.ndarray]
+
+    def _require_sigma(self) -> dict[str, np.ndarray]:
+        if self.sigma is None:
+            raise ValueError(
+                "this run has point heads (model.gaussian_heads: false): no predictive distribution to "
+                "sample or score; train with model.gaussian_heads: true"
+            )
+        return self.sigma
+
+    def sample(self, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+        """``n`` draws from the predictive distribution, [n, N, L] per modality (float32).
+
+        Hidden values are drawn independently per value; given values are repeated as they are.
+        """
+        sigma = self._require_sigma()
+        if n < 1:
+            raise ValueError(f"number of samples must be >= 1, got {n}")
+        rng = np.random.default_rng(seed)
+        out = {}
+        for name, mu in self.values.items():
+            noise = rng.standard_normal((n, *mu.shape), dtype=np.float32)
+            draw = mu[None] + np.where(self.given[name][None], 0.0, sigma[name][None]) * noise
+            out[name] = draw.astype(np.float32)
+        return out
+
+    def log_prob(self, truth: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Gaussian log-density of ``truth`` under each predicted value, [N, L] per modality.
+
+        In natural log per physical unit of the value (e.g. per AB mag); NaN where the value was
+        given or the truth is missing. Modalities absent from ``truth`` are left out.
+        """
+        sigma = self._require_sigma()
+        out = {}
+        for name, t in truth.items():
+            if name not in self.values:
+                raise ValueError(f"truth has modality {name!r}, the prediction has {list(self.values)}")
+            t = np.asarray(t, np.float64)
+            if t.shape != self.values[name].shape:
+                raise ValueError(f"truth {name!r} has shape {t.shape}, the prediction {self.values[name].shape}")
+            s = sigma[name].astype(np.float64)
+            z = (t - self.values[name]) / s
+            lp = -0.5 * z * z - np.log(s) - 0.5 * np.log(2.0 * np.pi)
+            out[name] = np.where(self.given[name], np.nan, lp)
+        return out
 
 
 def resolve_checkpoint(path: Path | str) -> Path:
@@ -110,10 +158,13 @@ class Predictor:
         targets: Mapping[str, np.ndarray] | None = None,
         batch_size: int = 1024,
     ) -> Iterator[tuple[slice, Batch]]:
-        """Normalised batches: inputs (NaN = not given) restricted by ``given``; all else hidden.
+        """Normalised batches: inputs (NaN = missing) restricted by ``given``; all else hidden.
 
-        ``targets`` (physical, all modalities) fill the batch's targets for scoring; without
-        them, targets of modalities not in ``inputs`` are NaN (invalid).
+        A NaN among the given inputs is a missing value (``Batch.absent``: the model may be told
+        it does not exist, as in training); values outside ``given`` and modalities not in
+        ``inputs`` are hidden. ``targets`` (physical, all modalities) fill the batch's targets for
+        scoring; without them, targets of modalities not in ``inputs`` are NaN (invalid), and an
+        input NaN where the target has a value is hidden, not missing.
         """
         n = self._check_inputs(inputs)
         given_mask = given.given_mask(self.schema) if given is not None else None
@@ -128,10 +179,12 @@ class Predictor:
                     if spec.name in src
                     else np.full((m, spec.length), np.nan, np.float32)
                 )
-                if spec.name in inputs:
-                    h = np.isnan(np.asarray(inputs[spec.name][sl], np.float32))
-                else:
+                if spec.name not in inputs:
                     h = np.ones((m, spec.length), dtype=bool)
+                elif targets is not None:
+                    h = np.isnan(np.asarray(inputs[spec.name][sl], np.float32)) & ~np.isnan(raw[spec.name])
+                else:  # NaN inputs become missing values in make_batch (hidden and absent)
+                    h = np.zeros((m, spec.length), dtype=bool)
                 if given_mask is not None:
                     h |= ~given_mask[spec.name][None, :]
                 hidden[spec.name] = h
@@ -141,7 +194,7 @@ class Predictor:
     def forward(self, batch: Batch, return_hidden_states: bool = False) -> ModelOutput:
         b = batch.to_torch(self.device)
         # The model sees only non-hidden values; targets of hidden entries are never read.
-        return self.model(b.targets, b.hidden, return_hidden_states=return_hidden_states)
+        return self.model(b.targets, b.hidden, b.absent, return_hidden_states=return_hidden_states)
 
     def predict(
         self,

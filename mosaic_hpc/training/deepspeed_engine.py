@@ -237,7 +237,7 @@ class DeepSpeedEngine:
     def forward(self, batch: Batch, return_hidden_states: bool = False) -> ModelOutput:
         # bf16: DeepSpeed holds the module in bf16; the model casts its inputs to its own dtype
         # and the loss upcasts predictions to fp32.
-        return self._ds(batch.targets, batch.hidden, return_hidden_states=return_hidden_states)
+        return self._ds(batch.targets, batch.hidden, batch.absent, return_hidden_states=return_hidden_states)
 
     def backward(self, loss: torch.Tensor) -> None:
         self._ds.backward(loss)  # DeepSpeed divides by gradient_accumulation_steps itself

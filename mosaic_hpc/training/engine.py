@@ -92,7 +92,7 @@ class PlainEngine:
 
     def forward(self, batch: Batch, return_hidden_states: bool = False) -> ModelOutput:
         with self._autocast():
-            return self.module(batch.targets, batch.hidden, return_hidden_states=return_hidden_states)
+            return self.module(batch.targets, batch.hidden, batch.absent, return_hidden_states=return_hidden_states)
 
     def backward(self, loss: torch.Tensor) -> None:
         (loss / self.cfg.train.grad_accum_steps).backward()

@@ -57,7 +57,9 @@ def rescale_position(position: ReaderPosition, old_global_batch: int, new_global
 
 
 @torch.no_grad()
-def validation_loss(engine, reader: ShardedReader, n_batches: int, loss_on: str) -> dict[str, float]:
+def validation_loss(
+    engine, reader: ShardedReader, n_batches: int, loss_on: str, loss_weights: dict[str, float] | None = None
+) -> dict[str, float]:
     """Mean loss over the first ``n_batches`` of the validation split with fixed (epoch-0) masks."""
     engine.train(False)
     totals: dict[str, float] = {}
@@ -66,7 +68,7 @@ def validation_loss(engine, reader: ShardedReader, n_batches: int, loss_on: str)
         if n >= n_batches:
             break
         b = batch.to_torch(engine.device)
-        out = masked_regression_loss(engine.forward(b), b, loss_on)
+        out = masked_regression_loss(engine.forward(b), b, loss_on, loss_weights)
         for k, v in {"all": out.total, **out.per_modality}.items():
             totals[k] = totals.get(k, 0.0) + float(v)
         n += 1
@@ -153,7 +155,7 @@ def train_loop(
             position, batch = next(stream)
             b = batch.to_torch(engine.device)
             meter.add(b.size * world_size, time.perf_counter() - t0)
-            out = train_step(engine, b, tc.loss_on)
+            out = train_step(engine, b, tc.loss_on, tc.loss_weights)
             detached = torch.stack([out.total.detach(), *(out.per_modality[n].detach() for n in names)])
             bad |= ~torch.isfinite(detached[0])
             running += detached
@@ -175,7 +177,7 @@ def train_loop(
             running.zero_()
             n_running = 0
         if val_reader is not None and tc.eval_every and step % tc.eval_every == 0:
-            val = validation_loss(engine, val_reader, tc.eval_batches, tc.loss_on)
+            val = validation_loss(engine, val_reader, tc.eval_batches, tc.loss_on, tc.loss_weights)
             metrics.log(step, val)
             history.append({"step": step, **val})
         if tc.save_every and step % tc.save_every == 0 and step < max_steps:

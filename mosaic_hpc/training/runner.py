@@ -19,6 +19,7 @@ from ..data.masker import HierarchicalMasker
 from ..data.prefetch import DevicePrefetcher
 from ..data.reader import ShardedReader
 from ..dist_env import DistEnv
+from ..loss import check_loss_weights
 from ..model import build_model
 from .checkpoint import CheckpointManager, write_run_metadata
 from .engine import PlainEngine
@@ -59,6 +60,7 @@ def run_training(
     except ValueError:
         val_cat = None
     schema, stats = train_cat.schema, train_cat.stats
+    check_loss_weights(cfg.train.loss_weights, schema.names)
     masker = HierarchicalMasker(schema, cfg.masking, seed=cfg.train.seed)
     reader = ShardedReader(train_cat, cfg.data, env.rank, env.world_size, seed=cfg.train.seed, masker=masker)
     val_reader = None

@@ -7,13 +7,17 @@ on DeepSpeed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..data.batch import Batch
 from ..loss import LossOutput, masked_regression_loss
 
 
-def train_step(engine, batch: Batch, loss_on: str = "all") -> LossOutput:
+def train_step(
+    engine, batch: Batch, loss_on: str = "all", loss_weights: Mapping[str, float] | None = None
+) -> LossOutput:
     """Run one micro-batch through ``engine``; the engine decides whether the optimizer steps."""
-    out = masked_regression_loss(engine.forward(batch), batch, loss_on)
+    out = masked_regression_loss(engine.forward(batch), batch, loss_on, loss_weights)
     engine.backward(out.total)
     engine.step()
     return out

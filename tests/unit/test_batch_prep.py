@@ -17,8 +17,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarn
 
 
 def reference_batch(raw, row_ids, stats, hidden) -> dict[str, dict[str, np.ndarray]]:
-    """The definition: z = normalize(float32 x); valid = ~isnan(z); targets = where(valid, z, 0); hidden |= ~valid."""
-    out: dict[str, dict[str, np.ndarray]] = {"targets": {}, "valid": {}, "hidden": {}}
+    """The definition: z = normalize(float32 x); valid = ~isnan(z); targets = where(valid, z, 0); hidden |= ~valid;
+    absent = ~valid & ~hidden (before the |=)."""
+    out: dict[str, dict[str, np.ndarray]] = {"targets": {}, "valid": {}, "hidden": {}, "absent": {}}
     for name, x in raw.items():
         z = stats.normalize(name, np.asarray(x, dtype=np.float32))
         v = ~np.isnan(z)
@@ -26,11 +27,12 @@ def reference_batch(raw, row_ids, stats, hidden) -> dict[str, dict[str, np.ndarr
         out["valid"][name] = v
         h = np.zeros(v.shape, dtype=bool) if hidden is None else np.asarray(hidden[name], dtype=bool)
         out["hidden"][name] = h | ~v
+        out["absent"][name] = ~v & ~h  # missing, and the mask did not hide it
     return out
 
 
 def assert_same(batch, expect, row_ids) -> None:
-    for field in ("targets", "valid", "hidden"):
+    for field in ("targets", "valid", "hidden", "absent"):
         got = getattr(batch, field)
         assert list(got) == list(expect[field])
         for name, e in expect[field].items():

@@ -69,3 +69,27 @@ def test_loss_gradient_is_zero_at_missing_values():
     masked_regression_loss(out, batch).total.backward()
     assert pred.grad[1, 1] == 0
     assert (pred.grad[0] != 0).all()
+
+
+def test_modality_weights_reweight_the_mean_over_modalities():
+    batch = _batch()
+    out = ModelOutput(
+        mean={"a": torch.tensor([[2.0, 2.0], [1.0, 100.0]]), "b": torch.tensor([[1.0, 1.0, 0.0], [9.0] * 3])}
+    )
+    masked = masked_regression_loss(out, batch, "masked", weights={"a": 3.0})
+    # per-modality losses as in the hand computation above: a = 1, b = 2; weights 3 and 1
+    assert math.isclose(masked.total.item(), (3 * 1.0 + 1 * 2.0) / 4, rel_tol=1e-6)
+    only_b = masked_regression_loss(out, batch, "masked", weights={"a": 0.0})
+    assert math.isclose(only_b.total.item(), 2.0, rel_tol=1e-6)
+
+
+def test_loss_weights_name_catalog_modalities():
+    import pytest
+
+    from mosaic_hpc.config import TrainConfig
+    from mosaic_hpc.loss import check_loss_weights
+
+    with pytest.raises(ValueError, match=r"names modalities \['spectra'\] not in the catalog"):
+        check_loss_weights({"spectra": 2.0}, ["a", "b"])
+    with pytest.raises(ValueError, match="train.loss_weights.a must be >= 0"):
+        TrainConfig(loss_weights={"a": -1.0})

@@ -67,3 +67,24 @@ def test_patched_mode_has_far_fewer_flops():
 def test_patch_size_for_unknown_modality_is_an_error():
     with pytest.raises(ValueError, match="model.patch_size names modalities \\['spectra'\\]"):
         build_model(toy_schema(), ModelConfig(patch_size={"spectra": 4}))
+
+
+def test_missing_embedding_tells_absent_values_from_hidden_ones():
+    schema = toy_schema()
+    model = build_model(
+        schema, ModelConfig(d_model=16, n_layers=1, n_heads=2, mask_embedding=True, missing_embedding=True)
+    ).eval()
+    values, hidden = _inputs(schema)
+    hidden["sfh"][:, -5:] = True
+    none = {k: torch.zeros_like(v) for k, v in hidden.items()}
+    absent = {k: v.clone() for k, v in none.items()}
+    absent["sfh"][:, -5:] = True  # the same values hidden, now flagged as not existing
+    with torch.no_grad():
+        a = model(values, hidden, none).mean
+        b = model(values, hidden, absent).mean
+        c = model(values, hidden).mean  # no absent flags at all: as if nothing were missing
+    assert not torch.allclose(a["scalars"], b["scalars"])
+    torch.testing.assert_close(a["scalars"], c["scalars"])
+    plain = build_model(schema, ModelConfig(d_model=16, n_layers=1, n_heads=2)).eval()
+    with torch.no_grad():  # without the option the flags are ignored
+        torch.testing.assert_close(plain(values, hidden, none).mean["sed"], plain(values, hidden, absent).mean["sed"])

@@ -3,6 +3,10 @@
 For several GPUs or nodes use ``deepspeed mosaic_hpc/train.py --deepspeed_config ...`` or the
 launchers in launchers/. Resumes from RUN/checkpoints/latest unless --resume none.
 
+Threads (--threads 0, the default): the cores idle right now, as `mosaic-hpc quickstart` does
+(mosaic_hpc.cpu_load): PyTorch's OpenMP threads spin at every barrier, so taking every core of a
+machine that other jobs also use runs 3-5x slower per step than taking the idle ones.
+
 Example:
   mosaic-hpc train --config configs/tiny.yaml --data catalogs/mock --out runs/tiny --max-steps 200
 """
@@ -21,14 +25,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     p.add_argument("--resume", default="auto", help="auto (latest checkpoint if any), none, or a checkpoint dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (default 0: the idle cores)")
+
+
+def set_threads(requested: int) -> int:
+    """Give PyTorch ``requested`` threads, or the idle cores for 0; logs the choice once."""
+    import torch
+
+    from ..cpu_load import choose_threads
+
+    threads = choose_threads(requested)
+    torch.set_num_threads(threads)
+    logging.getLogger("mosaic_hpc.train").info(
+        "%d CPU thread(s) for PyTorch (%s)", threads, "--threads" if requested else "idle cores"
+    )
+    return threads
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config, parse_override
     from ..training.runner import run_training
 
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = load_config(args.config, dict(parse_override(s) for s in args.set))
+    set_threads(args.threads)
     result = run_training(cfg, args.data, args.out, resume=args.resume, max_steps=args.max_steps)
     print(f"trained {result.steps} steps; checkpoint: {result.last_checkpoint}")
     return 0

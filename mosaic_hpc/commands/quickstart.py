@@ -49,7 +49,7 @@ ENGINES = ("auto", "plain", "deepspeed")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run directory (default: runs/quickstart)")
-    p.add_argument("--n-galaxies", type=int, default=20000, help="mock catalog size, train + test (default: 20000)")
+    p.add_argument("--n-galaxies", type=int, default=20000, help="mock catalog size, all splits (default: 20000)")
     p.add_argument("--catalog", type=Path, default=None, help="use this catalog directory instead of a mock one")
     p.add_argument(
         "--noise",
@@ -114,6 +114,10 @@ def catalog_problem(data_dir: Path) -> str | None:
     return None
 
 
+def _has_split(cat_dir: Path, split: str) -> bool:
+    return (cat_dir / f"{split}.h5").exists() or (cat_dir / split).is_dir()
+
+
 def prepare_catalog(args: argparse.Namespace) -> Path:
     """Stage 1: the user's catalog (checked), a valid existing mock catalog, or a new one."""
     if args.catalog is not None:
@@ -126,7 +130,7 @@ def prepare_catalog(args: argparse.Namespace) -> Path:
     if cat_dir.is_dir() and catalog_problem(cat_dir) is None:
         from ..data.catalog import Catalog
 
-        n = sum(Catalog.open(cat_dir, s).n_rows for s in ("train", "test"))
+        n = sum(Catalog.open(cat_dir, s).n_rows for s in ("train", "val", "test") if _has_split(cat_dir, s))
         note = "" if n == args.n_galaxies else f" (--n-galaxies {args.n_galaxies} ignored: delete it to regenerate)"
         print(f"  reusing {cat_dir}: {n} galaxies{note}")
         return cat_dir

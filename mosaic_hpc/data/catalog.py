@@ -32,7 +32,10 @@ from ..schema import CatalogSchema, ModalitySpec, order_modalities
 from .normalization import NORM_MODES, NormStats, RunningStats
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "test")
+# Splits a catalog directory may hold: training rows, the validation rows the training loop
+# scores (train.eval_every), the test rows evaluate reports, and "all" for a table imported
+# without a split (import-catalog `split: none`), which is for prediction.
+SPLITS = ("train", "val", "test", "all")
 
 
 class CatalogError(ValueError):

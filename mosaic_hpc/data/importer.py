@@ -6,8 +6,8 @@ columns hold the errors of a modality (imported as a separate vector modality, `
 default, so the model can take them as input). See docs/import_catalog.md for the reference.
 
 Why this order of work: every input file is read and checked completely (columns exist, are
-numeric, have one length, are not entirely missing) *before* anything is written, and the two
-splits are written into a staging directory that is moved into place only when both are
+numeric, have one length, are not entirely missing) *before* anything is written, and the
+splits are written into a staging directory that is moved into place only when all are
 complete. A malformed input therefore never leaves a partial catalog under the final names, and
 an output directory that did not exist before a failed import does not exist after it.
 
@@ -34,6 +34,7 @@ import yaml
 
 from ..schema import KINDS, CatalogSchema, ModalitySpec
 from .catalog import SPLITS, CatalogError, CatalogWriter, default_norm_modes, stats_from_running
+from .splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, LABEL_SPLITS, split_counts, split_labels
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -47,7 +48,8 @@ TOP_KEYS = ("source", "group", "modalities", "split", "vector_norm")
 MODALITY_KEYS = ("kind", "columns", "names", "unit", "axis", "missing", "errors")
 AXIS_KEYS = ("values", "quantity", "unit")
 ERROR_KEYS = ("name", "columns", "unit", "missing")
-SPLIT_KEYS = ("test_fraction", "seed")
+SPLIT_KEYS = ("val_fraction", "test_fraction", "seed")
+NO_SPLIT = "none"  # `split: none`: every row into DIR/all.h5 (a table to predict on)
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,10 +112,26 @@ class ModalityMapping:
 
 @dataclass(frozen=True)
 class SplitRule:
-    """Random train/test split of one input file, reproducible from ``seed``."""
+    """Random train/val/test split of one input file, reproducible from ``seed`` (data/splits.py).
 
-    test_fraction: float = 0.1
+    Attributes:
+        val_fraction: share of the rows in the validation split (0: no validation split).
+        test_fraction: share in the test split; None means the default (0.1), or no test rows
+            from this file when the test split comes from ``--input-test``.
+        seed: seed of the permutation; the same seed gives the same split.
+        none: ``split: none``: no split at all, every row goes into ``all.h5``.
+    """
+
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    test_fraction: float | None = None
     seed: int = 0
+    none: bool = False
+
+    def fractions(self, separate_test: bool) -> tuple[float, float]:
+        """(val, test) fractions of the main input; no test rows there when test has its own file."""
+        if separate_test:
+            return self.val_fraction, 0.0
+        return self.val_fraction, DEFAULT_TEST_FRACTION if self.test_fraction is None else self.test_fraction
 
 
 @dataclass(frozen=True)
@@ -124,7 +142,7 @@ class CatalogMapping:
         path: the mapping file (named in error messages).
         modalities: output modalities in catalog order (error modalities follow their parent).
         group: HDF5 group that column names are relative to ('' = the file root).
-        split: split rule of a single input, or None (then the default rule, or ``--input-test``).
+        split: split rule of the input, or None (then the default rule).
         source: provenance stored in the catalog's ``source`` attribute.
         vector_norm: ``"global"`` (paper) or ``"per_bin"`` normalisation of vector modalities.
     """
@@ -305,21 +323,37 @@ def parse_mapping(data: Any, path: Path | str = "<mapping>") -> CatalogMapping:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise _err(path, "modalities", f"modality names {dup} are used more than once (error modalities included)")
-    split = None
-    if data.get("split") is not None:
-        sdata = _check_keys(path, data["split"], SPLIT_KEYS, "split")
-        frac = _number(path, sdata.get("test_fraction", 0.1), "split.test_fraction")
-        if not 0.0 < frac < 1.0:
-            raise _err(path, "split.test_fraction", f"must be in (0, 1), got {frac}")
-        seed = sdata.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise _err(path, "split.seed", f"must be an integer, got {seed!r}")
-        split = SplitRule(frac, seed)
+    split = _split_rule(path, data.get("split"))
     vector_norm = _str(path, data.get("vector_norm", "global"), "vector_norm")
     if vector_norm not in ("global", "per_bin"):
         raise _err(path, "vector_norm", f"must be 'global' or 'per_bin', got {vector_norm!r}")
     group = _str(path, data.get("group", ""), "group").strip("/")
     return CatalogMapping(path, modalities, group, split, _str(path, data.get("source", ""), "source"), vector_norm)
+
+
+def _split_rule(path: Path, value: Any) -> SplitRule | None:
+    """``split``: absent (default rule), ``none``, or {val_fraction, test_fraction, seed}."""
+    if value is None:
+        return None
+    if value == NO_SPLIT:
+        return SplitRule(none=True)
+    if isinstance(value, str):
+        raise _err(path, "split", f"must be {NO_SPLIT!r} or a mapping with keys {list(SPLIT_KEYS)}, got {value!r}")
+    sdata = _check_keys(path, value, SPLIT_KEYS, "split")
+    fractions = {}
+    for key in ("val_fraction", "test_fraction"):
+        if key in sdata:
+            fractions[key] = _number(path, sdata[key], f"split.{key}")
+            if not 0.0 <= fractions[key] < 1.0:
+                raise _err(path, f"split.{key}", f"must be in [0, 1), got {fractions[key]}")
+    seed = sdata.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise _err(path, "split.seed", f"must be an integer, got {seed!r}")
+    rule = SplitRule(fractions.get("val_fraction", DEFAULT_VAL_FRACTION), fractions.get("test_fraction"), seed)
+    val, test = rule.fractions(separate_test=False)
+    if val + test >= 1.0:
+        raise _err(path, "split", f"val_fraction + test_fraction must be < 1, got {val} + {test}")
+    return rule
 
 
 def load_mapping(path: Path | str) -> CatalogMapping:
@@ -530,17 +564,23 @@ def read_input(mapping: CatalogMapping, path: Path | str) -> dict[str, np.ndarra
     return convert(mapping, path, read_columns(path, mapping.input_columns(), mapping.group))
 
 
-def split_rows(n: int, rule: SplitRule) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted train and test row indices: a seeded random ``test_fraction`` of the rows is test.
+def split_rows(n: int, rule: SplitRule, separate_test: bool = False) -> dict[str, np.ndarray]:
+    """Sorted row indices of each non-empty split (train always; val and test when they get rows).
 
-    Both keep the input order (the reader shuffles), so the split is reproducible from the seed.
+    Every split keeps the input order (the reader shuffles), so the split is reproducible from
+    the seed; see data/splits.py for how test and validation rows are drawn.
+
+    Raises:
+        ValueError: the fractions leave fewer than two training rows.
     """
-    n_test = round(rule.test_fraction * n)
-    if n_test < 1 or n_test >= n:
-        raise ValueError(f"split.test_fraction {rule.test_fraction} of {n} rows leaves an empty split")
-    is_test = np.zeros(n, dtype=bool)
-    is_test[np.random.default_rng(rule.seed).permutation(n)[:n_test]] = True
-    return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    val, test = rule.fractions(separate_test)
+    try:
+        counts = split_counts(n, val, test)
+    except ValueError as err:
+        raise ValueError(f"split: {err}") from None
+    labels = split_labels(counts, np.random.default_rng(rule.seed))
+    out = {s: np.flatnonzero(labels == i) for i, s in enumerate(LABEL_SPLITS)}
+    return {s: idx for s, idx in out.items() if s == "train" or idx.size}
 
 
 def _existing_ancestor(p: Path) -> Path:
@@ -551,11 +591,11 @@ def _existing_ancestor(p: Path) -> Path:
 
 
 def _write_split(
-    path: Path, schema: CatalogSchema, rows: Mapping[str, np.ndarray], attrs: dict, progress, writers: list
+    path: Path, schema: CatalogSchema, rows: Mapping[str, np.ndarray], attrs: dict, progress, writers: dict
 ) -> CatalogWriter:
     """Append ``rows`` in blocks; the writer joins ``writers`` first, so a failure can abort it."""
     w = CatalogWriter(path, schema, attrs)
-    writers.append(w)
+    writers[path.stem] = w
     n = len(next(iter(rows.values())))
     for s in progress(range(0, n, WRITE_BLOCK_ROWS), desc=f"import {path.stem}"):
         w.append({k: v[s : s + WRITE_BLOCK_ROWS] for k, v in rows.items()})
@@ -569,19 +609,25 @@ def import_catalog(
     input_test: Path | str | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    split: SplitRule | None = None,
 ) -> dict[str, Path]:
-    """Import ``input_path`` (and ``input_test``) into ``out_dir/train.h5`` and ``out_dir/test.h5``.
+    """Import ``input_path`` (and ``input_test``) into ``out_dir/{train,val,test}.h5`` or ``all.h5``.
 
-    Statistics are computed on the training rows only and stored in both files, so test rows
-    never leak into the normalisation.
+    Statistics are computed on the training rows only and stored in every file, so held-out
+    rows never leak into the normalisation (with ``split: none``, on all rows: such a table is
+    for prediction, which uses the trained run's statistics anyway).
 
     Args:
-        input_path: the input file; the whole catalog, or the training split with ``input_test``.
+        input_path: the input file; the whole catalog, or the training and validation rows with
+            ``input_test``.
         mapping: a :class:`CatalogMapping` or a mapping YAML file.
         out_dir: output directory (created on success only).
-        input_test: the test split as a separate file; the mapping must then have no ``split``.
-        overwrite: replace ``train.h5``/``test.h5`` already in ``out_dir``.
+        input_test: the test split as a separate file; the split rule must then give no
+            ``test_fraction`` (its ``val_fraction`` still cuts validation rows out of the input).
+        overwrite: replace a catalog already in ``out_dir`` (all its split files).
         show_progress: tqdm progress bars while writing.
+        split: split rule replacing the mapping's (the CLI's --val-fraction, --test-fraction,
+            --split-seed and --no-split).
 
     Returns:
         Split name -> written file.
@@ -589,65 +635,108 @@ def import_catalog(
     Raises:
         CatalogError / ValueError / FileNotFoundError: bad mapping or input; nothing is written.
     """
-    from tqdm import tqdm
-
     if not isinstance(mapping, CatalogMapping):
         mapping = load_mapping(mapping)
     out_dir = Path(out_dir)
-    finals = {s: out_dir / f"{s}.h5" for s in SPLITS}
-    if not overwrite:
-        for p in finals.values():
-            if p.exists() or (out_dir / p.stem).is_dir():
-                raise _err(p, "output", "a catalog is already there (pass --overwrite to replace it)")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise _err(out_dir, "output", "exists and is not a directory")
-    if input_test is not None and mapping.split is not None:
-        raise _err(mapping.path, "split", "conflicts with a separate test file (--input-test); remove one of them")
-    schema = mapping.schema()
+    _check_output(out_dir, overwrite)
+    rule = split or mapping.split or SplitRule()
+    if input_test is not None and (rule.none or rule.test_fraction is not None):
+        key = "split" if rule.none else "split.test_fraction"
+        raise _err(mapping.path, key, "conflicts with a separate test file (--input-test); remove one of them")
     rows = read_input(mapping, input_path)
-    if input_test is not None:
-        parts = {"train": rows, "test": read_input(mapping, input_test)}
+    if rule.none:
+        parts = {"all": rows}
     else:
         n = len(next(iter(rows.values())))
-        train_idx, test_idx = split_rows(n, mapping.split or SplitRule())
-        parts = {"train": {k: v[train_idx] for k, v in rows.items()}, "test": {k: v[test_idx] for k, v in rows.items()}}
+        parts = {
+            s: {k: v[idx] for k, v in rows.items()} for s, idx in split_rows(n, rule, input_test is not None).items()
+        }
+        if input_test is not None:
+            parts["test"] = read_input(mapping, input_test)
     attrs = {
         "source": mapping.source or f"imported from {Path(input_path).name}",
         "created_by": "mosaic-hpc import-catalog",
-        "seed": (mapping.split or SplitRule()).seed if input_test is None else -1,
+        "seed": rule.seed,
         "cosmology": "",
         "input_files": [str(input_path)] + ([str(input_test)] if input_test is not None else []),
         "mapping": yaml.safe_dump(_mapping_record(mapping), sort_keys=False),
+        "split_rule": yaml.safe_dump(_split_record(rule), sort_keys=False),
     }
+    return _write_parts(out_dir, mapping, parts, attrs, Path(input_path), show_progress)
+
+
+def _check_output(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to mix two imports in one directory unless the old catalog is to be replaced."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise _err(out_dir, "output", "exists and is not a directory")
+    if not overwrite:
+        for s in SPLITS:
+            p = out_dir / f"{s}.h5"
+            if p.exists() or (out_dir / s).is_dir():
+                raise _err(p, "output", "a catalog is already there (pass --overwrite to replace it)")
+
+
+def _write_parts(
+    out_dir: Path,
+    mapping: CatalogMapping,
+    parts: dict[str, Mapping[str, np.ndarray]],
+    attrs: dict[str, Any],
+    input_path: Path,
+    show_progress: bool,
+) -> dict[str, Path]:
+    """Write every split into a staging directory, then move them into place together.
+
+    The staging directory sits beside the output, on the same file system, so the final renames
+    are atomic; files of an older catalog in ``out_dir`` that this import does not write (a
+    ``val.h5`` when there is no validation split now, shard directories) are removed only after
+    every new file is in place, so the directory never holds two imports' splits.
+    """
+    from tqdm import tqdm
 
     def progress(blocks, desc: str):
         return tqdm(blocks, desc=desc, unit="block", leave=False, disable=not show_progress)
 
-    # Stage both splits beside the output, in a directory on the same file system (so the final
-    # renames are atomic), and move them into place only when both are complete.
+    schema = mapping.schema()
+    stats_split = "all" if "all" in parts else "train"
+    order = [stats_split] + [s for s in parts if s != stats_split]
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.import-", dir=_existing_ancestor(out_dir.parent)))
-    writers: list[CatalogWriter] = []
+    writers: dict[str, CatalogWriter] = {}
     try:
-        train = _write_split(
-            staging / "train.h5", schema, parts["train"], {**attrs, "split": "train"}, progress, writers
-        )
-        try:
-            stats = stats_from_running(train.running, default_norm_modes(schema, mapping.vector_norm))
-        except ValueError as err:
-            raise _err(Path(input_path), "statistics", str(err)) from None
-        test = _write_split(staging / "test.h5", schema, parts["test"], {**attrs, "split": "test"}, progress, writers)
-        staged = {"train": train.close(stats), "test": test.close(stats)}
+        for s in order:
+            w = _write_split(staging / f"{s}.h5", schema, parts[s], {**attrs, "split": s}, progress, writers)
+            if s == stats_split:
+                try:
+                    stats = stats_from_running(w.running, default_norm_modes(schema, mapping.vector_norm))
+                except ValueError as err:
+                    raise _err(input_path, "statistics", str(err)) from None
+        staged = {s: writers[s].close(stats) for s in order}
         out_dir.mkdir(parents=True, exist_ok=True)
-        for s, p in staged.items():
-            os.replace(p, finals[s])
+        finals = {s: out_dir / f"{s}.h5" for s in parts}
+        for s in order:
+            os.replace(staged[s], finals[s])
     except BaseException:
-        for w in writers:
+        for w in writers.values():
             if w._f.id.valid:
                 w.abort()
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return finals
+    _remove_stale_splits(out_dir, set(parts))
+    return {s: finals[s] for s in SPLITS if s in finals}
+
+
+def _remove_stale_splits(out_dir: Path, written: set[str]) -> None:
+    for s in SPLITS:
+        if s not in written:
+            (out_dir / f"{s}.h5").unlink(missing_ok=True)
+        if (out_dir / s).is_dir():
+            shutil.rmtree(out_dir / s)
+
+
+def _split_record(rule: SplitRule) -> dict[str, Any] | str:
+    if rule.none:
+        return NO_SPLIT
+    return {"val_fraction": rule.val_fraction, "test_fraction": rule.test_fraction, "seed": rule.seed}
 
 
 def _mapping_record(mapping: CatalogMapping) -> dict[str, Any]:
@@ -655,7 +744,7 @@ def _mapping_record(mapping: CatalogMapping) -> dict[str, Any]:
     return {
         "group": mapping.group,
         "vector_norm": mapping.vector_norm,
-        "split": None if mapping.split is None else vars(mapping.split),
+        "split": None if mapping.split is None else _split_record(mapping.split),
         "modalities": {
             m.name: {
                 "kind": m.kind,

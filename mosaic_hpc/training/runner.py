@@ -2,6 +2,11 @@
 
 ``run_training`` is what ``mosaic-hpc train`` (one process) and ``mosaic_hpc/train.py`` (any
 launcher, DeepSpeed) both call; the only difference is the engine factory they pass.
+
+Validation (``train.eval_every``) reads the catalog's ``val`` split and never ``test``: every
+choice made by watching the validation loss would otherwise have seen the rows that evaluate
+reports. A catalog written before the validation split existed (train and test only) trains
+without validation losses, and says so in one info line.
 """
 
 from __future__ import annotations
@@ -40,6 +45,26 @@ def plain_engine_factory(model, cfg: RunConfig, env: DistEnv):
     return PlainEngine(model, cfg)
 
 
+def open_validation_split(data_dir: Path) -> Catalog | None:
+    """The ``val`` split, or None (with one info line) for a catalog that has none.
+
+    Raises:
+        CatalogError: a ``val`` split exists but is broken (a broken file is never skipped).
+    """
+    data_dir = Path(data_dir)
+    if data_dir.is_dir() and not (data_dir / "val.h5").exists() and not (data_dir / "val").is_dir():
+        log.info(
+            "%s has no validation split (val.h5): training runs without validation losses; the test split is "
+            "never used for validation (re-import or re-generate the catalog to get one)",
+            data_dir,
+        )
+        return None
+    if not data_dir.is_dir():
+        log.info("%s is a single file: training runs without validation losses", data_dir)
+        return None
+    return Catalog.open(data_dir, "val")
+
+
 def run_training(
     cfg: RunConfig,
     data_dir: Path,
@@ -54,10 +79,7 @@ def run_training(
     env = env or DistEnv()
     torch.manual_seed(cfg.train.seed)
     train_cat = Catalog.open(data_dir, "train")
-    try:
-        val_cat = Catalog.open(data_dir, "test")
-    except ValueError:
-        val_cat = None
+    val_cat = open_validation_split(data_dir) if cfg.train.eval_every else None
     schema, stats = train_cat.schema, train_cat.stats
     masker = HierarchicalMasker(schema, cfg.masking, seed=cfg.train.seed)
     reader = ShardedReader(train_cat, cfg.data, env.rank, env.world_size, seed=cfg.train.seed, masker=masker)

@@ -59,7 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "LSST 10-year and SPHEREx all-sky errors, under which most SPHEREx channels are non-detections)",
     )
     p.add_argument("--config", default="small", help="config name in configs/ or a YAML path (default: small)")
-    p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="steps to train: sets train.max_steps, so the LR schedule follows (= --set train.max_steps=K)",
+    )
     p.add_argument("--engine", choices=ENGINES, default="auto", help="training engine (default: auto, see above)")
     p.add_argument("--n-plot", type=int, default=1000, help="galaxies per scatter panel (default: 1000)")
     p.add_argument("--n-embed", type=int, default=1000, help="galaxies in the UMAP panels (default: 1000)")

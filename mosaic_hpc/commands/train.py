@@ -22,7 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, type=Path, help="run config YAML (see configs/)")
     p.add_argument("--data", required=True, type=Path, help="catalog directory (train.h5/test.h5 or shard dirs)")
     p.add_argument("--out", required=True, type=Path, help="run directory (created)")
-    p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="steps to train: sets train.max_steps, so the LR schedule follows (= --set train.max_steps=K)",
+    )
     p.add_argument("--resume", default="auto", help="auto (latest checkpoint if any), none, or a checkpoint dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (default 0: the idle cores)")

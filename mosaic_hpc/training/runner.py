@@ -11,6 +11,7 @@ without validation losses, and says so in one info line.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +46,25 @@ def plain_engine_factory(model, cfg: RunConfig, env: DistEnv):
     return PlainEngine(model, cfg)
 
 
+def with_max_steps(cfg: RunConfig, max_steps: int | None) -> RunConfig:
+    """``cfg`` with ``train.max_steps = max_steps`` (a ``--max-steps`` flag), or ``cfg`` for None.
+
+    The learning-rate schedule is a function of ``train.max_steps`` (training/schedule.py), so a
+    step count that only stopped the loop would leave the cosine at the config's length: a longer
+    run would spend its extra steps at the floor rate, a shorter one stop mid-decay at a high
+    rate. Setting the key instead makes ``--max-steps N`` the same run as
+    ``--set train.max_steps=N``, and the saved config says what was run.
+
+    Raises:
+        ValueError: ``max_steps`` < 1.
+    """
+    if max_steps is None:
+        return cfg
+    if max_steps < 1:
+        raise ValueError(f"--max-steps must be >= 1, got {max_steps}")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=int(max_steps)))
+
+
 def open_validation_split(data_dir: Path) -> Catalog | None:
     """The ``val`` split, or None (with one info line) for a catalog that has none.
 
@@ -75,7 +95,18 @@ def run_training(
     max_steps: int | None = None,
     extra_sinks: list | None = None,
 ) -> TrainResult:
-    """Train ``cfg`` on the catalog in ``data_dir``, writing into ``run_dir``."""
+    """Train ``cfg`` on the catalog in ``data_dir``, writing into ``run_dir``.
+
+    ``max_steps`` (the ``--max-steps`` of train, quickstart and the launchers) sets
+    ``train.max_steps``, the schedule's length included (:func:`with_max_steps`).
+    """
+    cfg = with_max_steps(cfg, max_steps)
+    if cfg.train.warmup_steps >= cfg.train.max_steps:
+        log.warning(
+            "train.warmup_steps %d >= train.max_steps %d: the whole run is learning-rate warm-up",
+            cfg.train.warmup_steps,
+            cfg.train.max_steps,
+        )
     env = env or DistEnv()
     torch.manual_seed(cfg.train.seed)
     train_cat = Catalog.open(data_dir, "train")

@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.catalog import Catalog
-    from ..data.configurations import paper_configurations, parse_configuration
+    from ..data.configurations import SKIPPED_NOTE, paper_configurations, parse_configuration
     from ..evaluation.metrics import evaluate, table1_markdown, units, write_table1
     from ..evaluation.predictor import load_run
 
@@ -54,10 +54,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--n-plot must be >= 1, got {args.n_plot}")
     predictor = load_run(args.run)
     catalog = Catalog.open(args.data, args.split)
-    configs = [] if args.no_paper else paper_configurations(predictor.schema)
+    notes: list[str] = []
+    configs = [] if args.no_paper else paper_configurations(predictor.schema, notes)
+    if notes:
+        print(f"{SKIPPED_NOTE}: {'; '.join(notes)}")
     configs += [parse_configuration(s, predictor.schema) for s in args.configuration]
     if not configs:
-        raise ValueError("no configuration to evaluate (--no-paper without --configuration)")
+        why = "--no-paper without --configuration" if args.no_paper else "the catalog expresses none of the paper's"
+        raise ValueError(f"no configuration to evaluate ({why}); name one with --configuration 'given=...'")
     results = evaluate(predictor, catalog, configs, args.max_rows, args.batch_size, keep_outputs=args.figures)
     out = args.out or Path(args.run) / "eval"
     md, js = write_table1(results, units(predictor), out)

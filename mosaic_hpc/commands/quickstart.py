@@ -42,8 +42,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..cpu_load import choose_threads
+from ..presets import REPO_ROOT, resolve_config
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # configs/ sits next to the package in the repository
 ENGINES = ("auto", "plain", "deepspeed")
 
 
@@ -73,27 +73,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="catalog, training and UMAP seed (default: 0)")
     p.add_argument(
         "--threads", type=int, default=0, help="CPU threads for PyTorch (default 0: the idle cores, see below)"
-    )
-
-
-def resolve_config(name_or_path: str) -> Path:
-    """A YAML path as given, or ``configs/<name>.yaml`` of the repository checkout.
-
-    The presets ship with the repository, not inside the installed package, so a
-    non-editable install must pass a path.
-
-    Raises:
-        ValueError: neither exists (names the places looked at).
-    """
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    preset = REPO_ROOT / "configs" / f"{name_or_path}.yaml"
-    if preset.is_file():
-        return preset
-    raise ValueError(
-        f"config {name_or_path!r} not found (neither a file nor {preset}); the presets live in the repository's "
-        "configs/ directory: run from a checkout or pass --config PATH.yaml"
     )
 
 

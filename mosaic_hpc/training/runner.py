@@ -27,6 +27,7 @@ from ..data.reader import ShardedReader
 from ..dist_env import DistEnv
 from ..model import build_model
 from .checkpoint import CheckpointManager, write_run_metadata
+from .config_fit import fit_and_report
 from .engine import PlainEngine
 from .loop import TrainResult, train_loop
 from .metrics import JsonlSink, MetricsLogger
@@ -112,6 +113,7 @@ def run_training(
     train_cat = Catalog.open(data_dir, "train")
     val_cat = open_validation_split(data_dir) if cfg.train.eval_every else None
     schema, stats = train_cat.schema, train_cat.stats
+    cfg = fit_and_report(cfg, schema)  # presets name the mock's modalities; a user's catalog may lack them
     masker = HierarchicalMasker(schema, cfg.masking, seed=cfg.train.seed)
     reader = ShardedReader(train_cat, cfg.data, env.rank, env.world_size, seed=cfg.train.seed, masker=masker)
     val_reader = None

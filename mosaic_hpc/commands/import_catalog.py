@@ -65,8 +65,12 @@ def split_override(args: argparse.Namespace, mapping):
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     from ..data.catalog import Catalog
     from ..data.importer import import_catalog, load_mapping
+
+    logging.basicConfig(level=logging.WARNING, format="import-catalog: %(levelname)s: %(message)s")
 
     mapping = load_mapping(args.mapping)
     written = import_catalog(

@@ -19,7 +19,6 @@ the mapped columns in memory (8 bytes per value): split very large inputs into s
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import os
@@ -45,7 +44,15 @@ from .catalog import (
     stats_from_running,
 )
 from .splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, LABEL_SPLITS, split_counts, split_labels
-from .table_columns import CSV_SUFFIXES, HDF5_SUFFIXES, PARQUET_SUFFIXES, check_ids, list_columns, read_raw_columns
+from .table_columns import (
+    CSV_SUFFIXES,
+    HDF5_SUFFIXES,
+    PARQUET_SUFFIXES,
+    check_ids,
+    csv_cells,
+    list_columns,
+    read_raw_columns,
+)
 from .transforms import apply_transform, check_transform, transformed_unit
 
 log = logging.getLogger("mosaic_hpc.import")
@@ -503,25 +510,7 @@ def read_csv(path: Path, columns: list[str], group: str = "") -> dict[str, np.nd
     file, and guessing which column moved would silently corrupt the catalog.
     """
     del group  # CSV has no groups
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header:
-            raise _err(path, "header", "file is empty (expected a header line with column names)")
-        header = [h.strip() for h in header]
-        idx = {}
-        for c in columns:
-            if c not in header:
-                raise _err(path, f"column {c!r}", f"missing; columns in the header: {header[:30]}")
-            idx[c] = header.index(c)
-        cells: dict[str, list[str]] = {c: [] for c in columns}
-        for line_no, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise _err(path, f"line {line_no}", f"has {len(row)} fields but the header has {len(header)}")
-            for c, i in idx.items():
-                cells[c].append(row[i].strip())
+    cells = csv_cells(path, columns)
     out = {}
     for c, vals in cells.items():
         raw = np.asarray(vals, dtype=object)

@@ -111,7 +111,13 @@ def _from_text(cells: list[str]) -> np.ndarray:
         return text.astype(str).astype(object)
 
 
-def _read_csv(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
+def csv_cells(path: Path, columns: list[str]) -> dict[str, list[str]]:
+    """The stripped text of ``columns`` in every line of a CSV file with a header line.
+
+    Every line must have as many fields as the header: a short or long line means a broken
+    file, and guessing which column moved would silently corrupt the catalog. Shared by the
+    value columns (``importer.read_csv``) and the ID and pass-through columns.
+    """
     with _csv_rows(path) as (header, reader):
         idx = {}
         for c in columns:
@@ -126,7 +132,7 @@ def _read_csv(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
                 raise CatalogError(path, f"line {line_no}", f"has {len(row)} fields but the header has {len(header)}")
             for c, i in idx.items():
                 cells[c].append(row[i].strip())
-    return {c: _from_text(v) for c, v in cells.items()}
+    return cells
 
 
 def _read_parquet(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
@@ -188,7 +194,7 @@ def read_raw_columns(path: Path | str, columns: list[str], group: str = "") -> d
         return {}
     kind = _kind(path)
     if kind == "csv":
-        return _read_csv(path, columns)
+        return {c: _from_text(v) for c, v in csv_cells(path, columns).items()}
     if kind == "parquet":
         return _read_parquet(path, columns)
     return _read_hdf5(path, columns, group)

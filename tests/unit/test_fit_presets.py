@@ -9,6 +9,7 @@ import logging
 
 import pytest
 from conftest import REPO
+from toy_catalog import toy_schema
 
 from mosaic_hpc.config import load_config
 from mosaic_hpc.data.configurations import PAPER_CONFIGURATIONS, expressible, paper_configurations
@@ -18,19 +19,7 @@ from mosaic_hpc.schema import CatalogSchema, ModalitySpec
 from mosaic_hpc.training.config_fit import fit_and_report, fit_config_to_schema
 
 MAGNITUDES_ONLY = CatalogSchema(
-    (
-        ModalitySpec("scalars", "scalars", 1, "", columns=("redshift",)),
-        ModalitySpec(
-            "lsst",
-            "vector",
-            6,
-            "AB mag",
-            columns=tuple("ugrizy"),
-            axis=(3671.0, 4827.0, 6223.0, 7546.0, 8691.0, 9712.0),
-            axis_quantity="wavelength",
-            axis_unit="Angstrom",
-        ),
-    )
+    (ModalitySpec("scalars", "scalars", 1, "", columns=("redshift",)), toy_schema()["lsst"])
 )
 PRESETS = sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
 

@@ -137,7 +137,7 @@ def test_evaluate_scores_what_the_catalog_can_express(walk, outputs):
     assert "lsst_spherex: no modality 'spherex'" in out and "stellar_mass_only" in out
     metrics = json.loads((work / "runs" / "mine" / "eval" / "metrics.json").read_text())
     assert "lsst_only" in json.dumps(metrics) and "lsst_spherex" not in json.dumps(metrics)
-    assert (work / "runs" / "mine" / "eval" / "report.md").is_file()
+    assert "(split test, 300 galaxies scored)" in (work / "runs" / "mine" / "eval" / "report.md").read_text()
 
 
 def test_predictions_join_back_by_id_and_beat_the_mean(walk, outputs):

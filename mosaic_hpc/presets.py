@@ -18,11 +18,14 @@ def resolve_config(name_or_path: str) -> Path:
     non-editable install must pass a path.
 
     Raises:
-        ValueError: neither exists (names the places looked at).
+        FileNotFoundError: a path (``.yaml`` or with a directory) that does not exist.
+        ValueError: a name that is no preset (names the places looked at).
     """
     path = Path(name_or_path)
     if path.is_file():
         return path
+    if path.suffix.lower() in (".yaml", ".yml") or len(path.parts) > 1:  # meant as a path, not a preset name
+        raise FileNotFoundError(f"config file {path} does not exist")
     preset = REPO_ROOT / "configs" / f"{name_or_path}.yaml"
     if preset.is_file():
         return preset

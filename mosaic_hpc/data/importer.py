@@ -3,7 +3,10 @@
 A mapping file (YAML, read with ``yaml.safe_load``) says which input columns form which modality,
 in which order, with which units and axis, which values are sentinels for "missing", and which
 columns hold the errors of a modality (imported as a separate vector modality, ``<name>_err`` by
-default, so the model can take them as input). See docs/import_catalog.md for the reference.
+default, so the model can take them as input), which input transform to apply (``log10``,
+data/transforms.py), and which columns identify each object or travel with it unchanged (ID and
+pass-through columns, data/table_columns.py, stored under ``/columns``). The rows are split into
+train/val/test (data/splits.py) or, with ``split: none``, kept whole. See docs/import_catalog.md.
 
 Why this order of work: every input file is read and checked completely (columns exist, are
 numeric, have one length, are not entirely missing) *before* anything is written, and the

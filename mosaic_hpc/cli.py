@@ -20,7 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shard-catalog": ("mosaic_hpc.commands.shard_catalog", "split a catalog into N shard files with the same layout"),
     "train": ("mosaic_hpc.commands.train", "train MOSAIC in one process (CPU or one GPU)"),
     "evaluate": ("mosaic_hpc.commands.evaluate", "Table 1 metrics for the paper's and user input configurations"),
-    "predict": ("mosaic_hpc.commands.predict", "predict every modality from a subset, HDF5 in, HDF5 out"),
+    "predict": (
+        "mosaic_hpc.commands.predict",
+        "predict every modality from a subset (catalog or table in, HDF5/Parquet/CSV out)",
+    ),
     "bench": ("mosaic_hpc.commands.bench", "throughput, data loader and scaling benchmarks"),
     "embed": ("mosaic_hpc.commands.embed", "UMAP of the hidden states per input configuration (paper Fig. 3)"),
     "quickstart": ("mosaic_hpc.commands.quickstart", "mock catalog, train, evaluate, embed and report in one go"),

@@ -116,7 +116,8 @@ class DataConfig:
     2048-row task per worker is in flight anyway); enough to hide a slow read. Each batch costs
     about 6 bytes per value (float32 target, two boolean masks)."""
     val_fraction: float = 0.0
-    """Unused when the catalog has a test split; reserved for catalogs with one split."""
+    """Unused (reserved): validation reads the catalog's val split, which make-catalog and
+    import-catalog write; a catalog without one trains without validation, never on test."""
 
     def __post_init__(self) -> None:
         _check(self.micro_batch_size > 0, "data.micro_batch_size", "must be > 0")

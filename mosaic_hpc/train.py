@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="DeepSpeed JSON (configs/zero{1,2,3}.json); without it: the plain engine, one process only",
     )
-    p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="steps to train: sets train.max_steps, so the LR schedule follows (= --set train.max_steps=K)",
+    )
     p.add_argument("--resume", default="auto", help="auto (latest checkpoint if any), none, or a checkpoint dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     # The deepspeed launcher appends --local_rank=N; the value comes from the environment anyway.

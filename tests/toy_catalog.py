@@ -90,15 +90,20 @@ def toy_rows(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     }
 
 
-def write_toy_catalog(out_dir: Path, n_train: int = 2048, n_test: int = 512, seed: int = 0) -> Path:
-    """train.h5 and test.h5 in ``out_dir``; both carry the training split's statistics."""
+def write_toy_catalog(out_dir: Path, n_train: int = 2048, n_test: int = 512, seed: int = 0, n_val: int = 0) -> Path:
+    """train.h5 and test.h5 in ``out_dir`` (and val.h5 with ``n_val``), all with the training statistics.
+
+    Without ``n_val`` the layout is that of catalogs written before the validation split existed.
+    """
     rng = np.random.default_rng(seed)
     schema = toy_schema()
     train = CatalogWriter(out_dir / "train.h5", schema, {"source": "toy", "seed": seed})
     train.append(toy_rows(n_train, rng))
     stats = stats_from_running(train.running, default_norm_modes(schema))
     train.close(stats)
-    test = CatalogWriter(out_dir / "test.h5", schema, {"source": "toy", "seed": seed})
-    test.append(toy_rows(n_test, rng))
-    test.close(stats)
+    for split, n in (("test", n_test), ("val", n_val)):
+        if n:
+            w = CatalogWriter(out_dir / f"{split}.h5", schema, {"source": "toy", "seed": seed})
+            w.append(toy_rows(n, rng))
+            w.close(stats)
     return out_dir

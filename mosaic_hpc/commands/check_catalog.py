@@ -89,6 +89,7 @@ def summarise(catalog: Catalog, chunk_rows: int = 65536) -> dict[str, Any]:
         "files": [{"path": str(p), "rows": r} for p, r in zip(catalog.paths, catalog.file_rows)],
         "rows": catalog.n_rows,
         "chunk_rows": _chunk_rows(catalog),
+        "columns": dict(catalog.column_roles),
         "modalities": mods,
     }
 
@@ -125,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
         catalog.close()
         report[split] = summary
         print(f"{split}: {summary['rows']:,} rows in {len(paths)} file(s); HDF5 chunks {summary['chunk_rows']}")
+        if catalog.column_roles:
+            print(f"  columns: {', '.join(f'{n} ({r})' for n, r in catalog.column_roles.items())}")
         print(
             f"  {'modality':<10} {'kind':<8} {'L':>5}  {'unit':<15} {'NaN frac':>9} {'max col':>8} {'all-NaN rows':>12}"
         )

@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.catalog import Catalog
-    from ..data.configurations import paper_configurations, parse_configuration
+    from ..data.configurations import SKIPPED_NOTE, paper_configurations, parse_configuration
     from ..evaluation.embedding import scalar_column, write_embedding
     from ..evaluation.predictor import load_run
 
@@ -50,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     predictor = load_run(args.run)
     scalar_column(predictor.schema, args.color_by)  # fail before reading data or importing UMAP
     configs = [parse_configuration(s, predictor.schema) for s in args.configuration]
-    configs = configs or paper_configurations(predictor.schema)
+    notes: list[str] = []
+    configs = configs or paper_configurations(predictor.schema, notes)
+    if notes:
+        print(f"{SKIPPED_NOTE}: {'; '.join(notes)}")
     if not configs:
         raise ValueError("no configuration to embed: the catalog cannot express the paper's; pass --configuration")
     catalog = Catalog.open(args.data, args.split)

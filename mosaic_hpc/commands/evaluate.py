@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..data.catalog import Catalog
-    from ..data.configurations import paper_configurations, parse_configuration
+    from ..data.configurations import SKIPPED_NOTE, paper_configurations, parse_configuration
     from ..evaluation.metrics import evaluate, table1_markdown, units, write_table1
     from ..evaluation.predictor import load_run
 
@@ -97,10 +97,14 @@ def run(args: argparse.Namespace) -> int:
     predictor = load_run(args.run)
     catalog = Catalog.open(args.data, args.split)
     fit_catalog = Catalog.open(args.data, "train") if baselines is not None else None
-    configs = [] if args.no_paper else paper_configurations(predictor.schema)
+    notes: list[str] = []
+    configs = [] if args.no_paper else paper_configurations(predictor.schema, notes)
+    if notes:
+        print(f"{SKIPPED_NOTE}: {'; '.join(notes)}")
     configs += [parse_configuration(s, predictor.schema) for s in args.configuration]
     if not configs:
-        raise ValueError("no configuration to evaluate (--no-paper without --configuration)")
+        why = "--no-paper without --configuration" if args.no_paper else "the catalog expresses none of the paper's"
+        raise ValueError(f"no configuration to evaluate ({why}); name one with --configuration 'given=...'")
     results = evaluate(
         predictor,
         catalog,

@@ -4,8 +4,10 @@ Halos are drawn from the Tinker+08 mass function (Planck18) over 0 < z < 3, give
 (Behroozi+13), log-normal star-formation histories with downsizing and quenching, BC03 spectra
 with nebular emission, Calzetti dust and Inoue+14 IGM absorption, then LSST ugrizy and 102
 SPHEREx magnitudes with LSST 10-year / SPHEREx all-sky noise, and selected at i < 25.3.
-Writes DIR/train.h5 and DIR/test.h5, or under MPI (mpiexec -n K mosaic-hpc make-catalog ...)
-one shard per rank in DIR/train/ and DIR/test/. See docs/mock_catalog.md for every choice.
+Writes DIR/train.h5, DIR/val.h5 and DIR/test.h5, or under MPI (mpiexec -n K mosaic-hpc
+make-catalog ...) one shard per rank in DIR/train/, DIR/val/ and DIR/test/. Training validates on
+val (train.eval_every); evaluate reports test. The split is seeded by --seed: one permutation
+picks the test rows, then the validation rows. See docs/mock_catalog.md for every choice.
 
 One-time tables are cached in $MOSAIC_CACHE_DIR (default ~/.cache/mosaic-hpc).
 
@@ -23,9 +25,12 @@ from ..data.mock.config import NOISE_MODELS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n-galaxies", type=int, required=True, help="galaxies written after the cut (train + test)")
+    parser.add_argument(
+        "--n-galaxies", type=int, required=True, help="galaxies written after the cut (train + val + test)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed -> same catalog")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of the validation split (default 0.1)")
     parser.add_argument("--test-fraction", type=float, default=0.1, help="share of the test split (default 0.1)")
     parser.add_argument(
         "--noise",
@@ -47,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         args.n_galaxies,
         seed=args.seed,
         test_fraction=args.test_fraction,
+        val_fraction=args.val_fraction,
         noise=args.noise,
         overwrite=args.overwrite,
         progress=not args.no_progress,

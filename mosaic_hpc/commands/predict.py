@@ -1,86 +1,112 @@
-"""Predict every modality from a subset: HDF5 in, HDF5 out, physical units.
+"""Predict every modality from a subset: a catalog file or a survey table in, HDF5/Parquet/CSV out.
 
-The input file holds /modalities/<name> datasets in the catalog format (only the modalities you
-have; NaN = missing value; /stats not needed). --given restricts what the model sees, e.g.
---given lsst,spherex or --given "lsst,sfh[t>=10Gyr]" (default: everything in the file).
-The output holds /predictions/<name> [N, L], /sigma/<name> with Gaussian heads, /given/<name>
-(True where the value was an input) and the axes, written atomically.
+Input (--input), one of:
+  - an HDF5 file in the catalog layout (/modalities/<name>, only the modalities you have; NaN =
+    missing; /stats not needed), e.g. DIR/all.h5 of `import-catalog --no-split`;
+  - with --mapping, a table (.csv, .parquet, or .h5 with one dataset per column) read exactly as
+    import-catalog reads it: the same sentinels, transforms, ID and pass-through columns. Mapped
+    columns the table lacks are missing values (a table of new galaxies has no redshift: that is
+    what is predicted); --mapping CATALOG_DIR uses the mapping stored in that catalog.
+--given restricts what the model sees, e.g. --given lsst or --given "lsst,sfh[t>=10Gyr]"
+(default: every value in the input; a warning names the scalars that are then given, since their
+outputs only reconstruct the input).
 
-Example:
+Output (--out, by suffix): .h5 with /predictions/<name> [N, L], /sigma/<name> with Gaussian
+heads, /given/<name> (True where the value was an input), the axes and /columns/<name>; or
+.parquet / .csv with one column per value (scalars_redshift, lsst_u, ...; see docs/own_catalog.md).
+Every output carries the input's ID and pass-through columns and `row` (the input row), so it
+joins back to your table. Written atomically.
+
+Examples:
   mosaic-hpc predict --run runs/quickstart --input my_galaxies.h5 --given lsst --out pred.h5
+  mosaic-hpc predict --run runs/mine --input new.csv --mapping my_mapping.yaml --out pred.csv
+  mosaic-hpc predict --run runs/mine --input new.parquet --mapping catalogs/mine --given lsst --out pred.parquet
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, type=Path, help="run directory or checkpoint directory")
-    p.add_argument("--input", required=True, type=Path, help="HDF5 file with /modalities/<name>")
+    p.add_argument("--input", required=True, type=Path, help="catalog-layout HDF5, or a table with --mapping")
+    p.add_argument("--mapping", type=Path, default=None, help="mapping YAML, or a catalog whose stored mapping to use")
     p.add_argument("--given", default=None, help="modalities (and selections) the model may see")
-    p.add_argument("--out", required=True, type=Path, help="output HDF5 file")
+    p.add_argument("--out", required=True, type=Path, help="output file: .h5, .parquet or .csv")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
 
-def read_inputs(path: Path, schema) -> dict:
-    """Modalities of the run found in an input file, checked against the run's lengths."""
-    import h5py
+def read_input(args: argparse.Namespace, schema):
+    """The prediction input of ``args``: a table through a mapping, or a catalog-layout file."""
+    from ..data.importer import load_mapping, stored_mapping
+    from ..data.table_input import read_catalog_file, read_table_for_run
+
+    if args.input.is_dir():
+        raise ValueError(f"--input {args.input} is a directory; pass one file, e.g. {args.input / 'all.h5'}")
+    if not args.input.is_file():
+        raise FileNotFoundError(f"--input {args.input} does not exist")
+    if args.mapping is None:
+        if args.input.suffix.lower() in (".csv", ".parquet", ".pq"):
+            raise ValueError(
+                f"--input {args.input} is a table: pass --mapping MAP.yaml (or the catalog it was trained on)"
+            )
+        return read_catalog_file(args.input, schema)
+    is_catalog = args.mapping.is_dir() or args.mapping.suffix.lower() in (".h5", ".hdf5")
+    mapping = stored_mapping(args.mapping) if is_catalog else load_mapping(args.mapping)
+    return read_table_for_run(args.input, mapping, schema)
+
+
+def given_scalars_warning(inputs, schema, given: str | None) -> str | None:
+    """Without --given every input value is given: name the scalar columns that then only echo."""
     import numpy as np
 
-    from ..data.catalog import CatalogError, _open_h5
-
-    with _open_h5(path) as f:
-        if "modalities" not in f:
-            raise CatalogError(path, "/modalities", "missing group")
-        inputs = {}
-        for name, ds in f["modalities"].items():
-            if name not in schema:
-                raise CatalogError(path, f"/modalities/{name}", f"not a modality of this run {list(schema.names)}")
-            if not isinstance(ds, h5py.Dataset) or ds.ndim != 2 or ds.shape[1] != schema[name].length:
-                shape = getattr(ds, "shape", None)
-                raise CatalogError(path, f"/modalities/{name}", f"shape {shape}, expected [N, {schema[name].length}]")
-            inputs[name] = np.asarray(ds[()], dtype=np.float32)
-    if not inputs:
-        raise CatalogError(path, "/modalities", "holds no modality")
-    return inputs
+    if given:
+        return None
+    echoed = []
+    for spec in schema:
+        if not spec.is_scalars or spec.name not in inputs:
+            continue
+        has_value = ~np.isnan(inputs[spec.name]).all(axis=0)
+        names = spec.columns or tuple(str(i) for i in range(spec.length))
+        cols = [c for c, has in zip(names, has_value, strict=True) if has]
+        if cols:
+            echoed.append(f"{spec.name}[{', '.join(cols)}]")
+    if not echoed:
+        return None
+    return (
+        f"warning: no --given, so every value in the input is given, including {', '.join(echoed)}: their "
+        "outputs reconstruct the given values instead of predicting them; pass --given (e.g. --given lsst)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    import h5py
-    import numpy as np
-
+    from ..evaluation.prediction_files import output_format, write_predictions
     from ..evaluation.predictor import load_run
 
+    output_format(args.out)  # a bad suffix fails before the model loads
     if args.out.exists() and not args.overwrite:
         raise ValueError(f"{args.out} exists; pass --overwrite to replace it")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     predictor = load_run(args.run)
-    inputs = read_inputs(args.input, predictor.schema)
-    pred = predictor.predict(inputs, given=f"given={args.given}" if args.given else None, batch_size=args.batch_size)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["run"] = str(predictor.checkpoint)
-            f.attrs["input"] = str(args.input)
-            f.attrs["given"] = args.given or ",".join(inputs)
-            for spec in predictor.schema:
-                d = f.create_dataset(f"predictions/{spec.name}", data=pred.values[spec.name])
-                d.attrs["unit"] = spec.unit
-                if spec.columns:
-                    d.attrs["columns"] = list(spec.columns)
-                f.create_dataset(f"given/{spec.name}", data=pred.given[spec.name])
-                if pred.sigma is not None:
-                    f.create_dataset(f"sigma/{spec.name}", data=pred.sigma[spec.name])
-                if spec.axis:
-                    f.create_dataset(f"axes/{spec.name}", data=np.asarray(spec.axis)).attrs["unit"] = spec.axis_unit
-        os.replace(tmp, args.out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    n = next(iter(inputs.values())).shape[0]
-    print(f"predicted {len(predictor.schema)} modalities for {n} galaxies -> {args.out}")
+    source = read_input(args, predictor.schema)
+    for note in source.notes:
+        print(f"predict: {note}")
+    warning = given_scalars_warning(source.inputs, predictor.schema, args.given)
+    if warning:
+        print(f"predict: {warning}", file=sys.stderr)
+    given = f"given={args.given}" if args.given else None
+    pred = predictor.predict(source.inputs, given=given, batch_size=args.batch_size)
+    attrs = {
+        "run": str(predictor.checkpoint),
+        "input": str(args.input),
+        "given": args.given or ",".join(source.inputs),
+        "id_column": source.id_column or "",
+    }
+    write_predictions(args.out, pred, predictor.schema, source.columns, attrs)
+    print(f"predicted {len(predictor.schema)} modalities for {source.n_rows} galaxies -> {args.out}")
     return 0

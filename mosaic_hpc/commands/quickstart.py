@@ -43,15 +43,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..cpu_load import choose_threads
+from ..presets import REPO_ROOT, resolve_config
 from .evaluate import add_baseline_arguments, baseline_settings, print_configuration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # configs/ sits next to the package in the repository
 ENGINES = ("auto", "plain", "deepspeed")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run directory (default: runs/quickstart)")
-    p.add_argument("--n-galaxies", type=int, default=20000, help="mock catalog size, train + test (default: 20000)")
+    p.add_argument("--n-galaxies", type=int, default=20000, help="mock catalog size, all splits (default: 20000)")
     p.add_argument("--catalog", type=Path, default=None, help="use this catalog directory instead of a mock one")
     p.add_argument(
         "--noise",
@@ -61,7 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "LSST 10-year and SPHEREx all-sky errors, under which most SPHEREx channels are non-detections)",
     )
     p.add_argument("--config", default="small", help="config name in configs/ or a YAML path (default: small)")
-    p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="steps to train: sets train.max_steps, so the LR schedule follows (= --set train.max_steps=K)",
+    )
     p.add_argument("--engine", choices=ENGINES, default="auto", help="training engine (default: auto, see above)")
     p.add_argument("--n-plot", type=int, default=1000, help="galaxies per scatter panel (default: 1000)")
     p.add_argument("--n-embed", type=int, default=1000, help="galaxies in the UMAP panels (default: 1000)")
@@ -72,27 +77,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=0, help="CPU threads for PyTorch (default 0: the idle cores, see below)"
     )
     add_baseline_arguments(p)
-
-
-def resolve_config(name_or_path: str) -> Path:
-    """A YAML path as given, or ``configs/<name>.yaml`` of the repository checkout.
-
-    The presets ship with the repository, not inside the installed package, so a
-    non-editable install must pass a path.
-
-    Raises:
-        ValueError: neither exists (names the places looked at).
-    """
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    preset = REPO_ROOT / "configs" / f"{name_or_path}.yaml"
-    if preset.is_file():
-        return preset
-    raise ValueError(
-        f"config {name_or_path!r} not found (neither a file nor {preset}); the presets live in the repository's "
-        "configs/ directory: run from a checkout or pass --config PATH.yaml"
-    )
 
 
 @contextlib.contextmanager
@@ -117,6 +101,10 @@ def catalog_problem(data_dir: Path) -> str | None:
     return None
 
 
+def _has_split(cat_dir: Path, split: str) -> bool:
+    return (cat_dir / f"{split}.h5").exists() or (cat_dir / split).is_dir()
+
+
 def prepare_catalog(args: argparse.Namespace) -> Path:
     """Stage 1: the user's catalog (checked), a valid existing mock catalog, or a new one."""
     if args.catalog is not None:
@@ -129,7 +117,7 @@ def prepare_catalog(args: argparse.Namespace) -> Path:
     if cat_dir.is_dir() and catalog_problem(cat_dir) is None:
         from ..data.catalog import Catalog
 
-        n = sum(Catalog.open(cat_dir, s).n_rows for s in ("train", "test"))
+        n = sum(Catalog.open(cat_dir, s).n_rows for s in ("train", "val", "test") if _has_split(cat_dir, s))
         note = "" if n == args.n_galaxies else f" (--n-galaxies {args.n_galaxies} ignored: delete it to regenerate)"
         print(f"  reusing {cat_dir}: {n} galaxies{note}")
         return cat_dir

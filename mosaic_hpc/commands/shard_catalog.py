@@ -80,10 +80,11 @@ def shard_split(paths: list[Path], out_dir: Path, split: str, n_shards: int, chu
         for i in range(n_shards):
             path = tmp_dir / f"{split}-{i:05d}-of-{n_shards:05d}.h5"
             shard_attrs = {**attrs, "shard_index": i, "n_shards": n_shards, "shard_first_row": bounds[i]}
-            with CatalogWriter(path, catalog.schema, shard_attrs, chunk_rows=chunk_rows) as writer:
+            columns = catalog.column_roles  # IDs and pass-through columns travel with their rows
+            with CatalogWriter(path, catalog.schema, shard_attrs, chunk_rows=chunk_rows, columns=columns) as writer:
                 for s in range(bounds[i], bounds[i + 1], step):
                     stop = min(s + step, bounds[i + 1])
-                    writer.append(catalog.read(s, stop))
+                    writer.append(catalog.read(s, stop), catalog.read_columns(s, stop))
                     bar.update(stop - s)
                 writer.close(catalog.stats)
     catalog.close()

@@ -6,6 +6,8 @@ Layout (one file per split, or a directory of shard files with the same layout):
         attrs: kind, unit, columns (scalars / band names), axis = "/axes/<name>" (vectors)
     /axes/<name>         float64 [L]      attrs: quantity, unit
     /stats/<name>/mean, /stats/<name>/std   float64 [L], attrs: mode  (training rows only)
+    /columns/<name>      int64 | float64 | str [N]   optional: object ID, pass-through columns,
+        attrs: role = "id" | "passthrough" | "source_row"   the input row (import-catalog)
     attrs: format_version, source, created_by, seed, cosmology, modality_order
 
 Every error names the file and the field, so a user with a thousand shards knows which one is
@@ -32,7 +34,12 @@ from ..schema import CatalogSchema, ModalitySpec, order_modalities
 from .normalization import NORM_MODES, NormStats, RunningStats
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "test")
+# Splits a catalog directory may hold: training rows, the validation rows the training loop
+# scores (train.eval_every), the test rows evaluate reports, and "all" for a table imported
+# without a split (import-catalog `split: none`), which is for prediction.
+SPLITS = ("train", "val", "test", "all")
+# Roles of /columns/<name>: the object identifier, a column carried unchanged, the input row.
+COLUMN_ROLES = ("id", "passthrough", "source_row")
 
 
 class CatalogError(ValueError):
@@ -190,18 +197,22 @@ class Catalog:
         self.schema: CatalogSchema | None = None
         self.stats: NormStats | None = None
         self.attrs: dict[str, Any] = {}
-        for path in self.paths:
+        self.column_roles: dict[str, str] = {}
+        for i, path in enumerate(self.paths):
             with _open_h5(path) as f:
                 schema = read_schema(f, path)
                 stats = read_stats(f, path, schema) if require_stats else None
                 n = f["modalities"][schema.names[0]].shape[0]
+                roles = read_column_roles(f, path, n)
                 if self.schema is None:
-                    self.schema, self.stats = schema, stats
+                    self.schema, self.stats, self.column_roles = schema, stats, roles
                     self.attrs = {k: _decode(v) for k, v in f.attrs.items()}
                 elif schema != self.schema:
                     raise CatalogError(path, "/modalities", f"schema differs from {self.paths[0]}")
                 elif stats is not None and not _same_stats(stats, self.stats):
                     raise CatalogError(path, "/stats", f"normalisation statistics differ from {self.paths[0]}")
+                elif i and roles != self.column_roles:
+                    raise CatalogError(path, "/columns", f"{roles} differ from {self.column_roles} of {self.paths[0]}")
             self.file_rows.append(n)
         self.offsets = np.concatenate([[0], np.cumsum(self.file_rows)]).astype(np.int64)
         self._handles: dict[int, h5py.File] = {}
@@ -313,9 +324,58 @@ class Catalog:
     def read_all(self, names: list[str] | None = None) -> dict[str, np.ndarray]:
         return self.read(0, self.n_rows, names)
 
+    @property
+    def id_column(self) -> str | None:
+        """Name of the object-ID column (``/columns``, role ``id``), or None."""
+        return next((n for n, r in self.column_roles.items() if r == "id"), None)
+
+    def read_columns(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Rows [start, stop) of every ``/columns`` dataset: int64, float64 or str (object) arrays."""
+        if not 0 <= start <= stop <= self.n_rows:
+            raise IndexError(f"rows [{start}, {stop}) outside catalog of {self.n_rows} rows")
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in self.column_roles}
+        for i in range(len(self.paths)):
+            lo, hi = max(start, int(self.offsets[i])), min(stop, int(self.offsets[i + 1]))
+            if hi <= lo:
+                continue
+            f = self._file(i)
+            for name in self.column_roles:
+                ds = f["columns"][name]
+                a, b = lo - int(self.offsets[i]), hi - int(self.offsets[i])
+                parts[name].append(ds.asstr()[a:b].astype(object) if ds.dtype.kind == "O" else ds[a:b])
+        return {n: np.concatenate(p) if p else np.empty(0) for n, p in parts.items()}
+
     def iter_chunks(self, chunk_rows: int = 65536) -> Iterator[dict[str, np.ndarray]]:
         for s in range(0, self.n_rows, chunk_rows):
             yield self.read(s, min(s + chunk_rows, self.n_rows))
+
+
+def read_column_roles(f: h5py.File, path: Path, n_rows: int) -> dict[str, str]:
+    """Name -> role of the ``/columns`` datasets (none: empty), each checked to hold ``n_rows`` values."""
+    if "columns" not in f:
+        return {}
+    roles = {}
+    for name, ds in f["columns"].items():
+        field = f"/columns/{name}"
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.shape[0] != n_rows:
+            shape = getattr(ds, "shape", None)
+            raise CatalogError(path, field, f"has shape {shape}, expected ({n_rows},): one value per row")
+        role = str(_decode(ds.attrs.get("role", "passthrough")))
+        if role not in COLUMN_ROLES:
+            raise CatalogError(path, f"{field}/attrs/role", f"must be one of {list(COLUMN_ROLES)}, got {role!r}")
+        roles[name] = role
+    return roles
+
+
+def _column_dtype(name: str, arr: np.ndarray):
+    """HDF5 type of a ``/columns`` dataset: int64, float64 or UTF-8 strings."""
+    if arr.dtype.kind in "iub":
+        return np.dtype(np.int64)
+    if arr.dtype.kind == "f":
+        return np.dtype(np.float64)
+    if arr.dtype.kind in "OUS":
+        return h5py.string_dtype("utf-8")
+    raise ValueError(f"column {name!r}: cannot store values of type {arr.dtype}")
 
 
 def _same_stats(a: NormStats, b: NormStats) -> bool:
@@ -345,9 +405,15 @@ class CatalogWriter:
         schema: CatalogSchema,
         attrs: Mapping[str, Any] | None = None,
         chunk_rows: int = 1024,
+        columns: Mapping[str, str] | None = None,
     ) -> None:
+        """``columns``: name -> role (:data:`COLUMN_ROLES`) of ``/columns`` datasets every append gives."""
         self.path = Path(path)
         self.schema = schema
+        self.column_roles = dict(columns or {})
+        for name, role in self.column_roles.items():
+            if role not in COLUMN_ROLES:
+                raise ValueError(f"column {name!r}: role must be one of {COLUMN_ROLES}, got {role!r}")
         self.tmp_path = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = h5py.File(self.tmp_path, "w")
@@ -379,8 +445,9 @@ class CatalogWriter:
                     ax.attrs["names"] = list(m.columns)
                 ds.attrs["axis"] = f"/axes/{m.name}"
 
-    def append(self, rows: Mapping[str, np.ndarray]) -> None:
-        """Append a block of rows; every modality must be present with the schema's length."""
+    def append(self, rows: Mapping[str, np.ndarray], columns: Mapping[str, np.ndarray] | None = None) -> None:
+        """Append a block of rows; every modality must be present with the schema's length, and
+        every column named at construction (same row count)."""
         missing = [n for n in self.schema.names if n not in rows]
         if missing:
             raise ValueError(f"{self.path}: block is missing modalities {missing}")
@@ -395,6 +462,14 @@ class CatalogWriter:
                 raise ValueError(f"{self.path}: {m.name}: {x.shape[0]} rows, other modalities have {n}")
             if np.isinf(x).any():
                 raise ValueError(f"{self.path}: {m.name}: block holds inf (use NaN for missing values)")
+        columns = dict(columns or {})
+        if set(columns) != set(self.column_roles):
+            raise ValueError(f"{self.path}: block has columns {sorted(columns)}, expected {sorted(self.column_roles)}")
+        for name, c in columns.items():
+            if np.ndim(c) != 1 or len(c) != n:
+                raise ValueError(f"{self.path}: column {name!r}: block has shape {np.shape(c)}, expected ({n},)")
+        for name, c in columns.items():
+            self._append_column(name, np.asarray(c), n)
         for m in self.schema:
             x = np.asarray(rows[m.name], dtype=np.float32)
             ds = self._f["modalities"][m.name]
@@ -403,8 +478,24 @@ class CatalogWriter:
             self.running[m.name].update(x)
         self.n_rows += n
 
+    def _append_column(self, name: str, values: np.ndarray, n: int) -> None:
+        group = self._f.require_group("columns")
+        if name not in group:
+            ds = group.create_dataset(
+                name, shape=(0,), maxshape=(None,), dtype=_column_dtype(name, values), chunks=True
+            )
+            ds.attrs["role"] = self.column_roles[name]
+        ds = group[name]
+        if ds.dtype.kind != _column_dtype(name, values).kind:
+            raise ValueError(f"{self.path}: column {name!r}: block of type {values.dtype} after {ds.dtype}")
+        ds.resize(self.n_rows + n, axis=0)
+        ds[self.n_rows :] = values.astype(object) if values.dtype.kind == "U" else values
+
     def close(self, stats: NormStats) -> Path:
         """Write statistics, flush and rename into place. Returns the final path."""
+        for name in self.column_roles:  # a file that received no row still has every column
+            if name not in self._f.get("columns", {}):
+                self._append_column(name, np.zeros(0, dtype=np.int64), 0)
         grp = self._f.create_group("stats")
         for m in self.schema:
             if stats.modes[m.name] not in NORM_MODES:

@@ -55,6 +55,8 @@ class InputConfiguration:
         """Per modality, a bool [L] array, True where the value is given to the model."""
         out = {m.name: np.zeros(m.length, dtype=bool) for m in schema}
         for name, selector in self.given:
+            if name not in out:
+                raise ValueError(f"configuration {self.name!r}: no modality {name!r} in {list(schema.names)}")
             out[name] |= _select(schema[name], selector, self.name)
         return out
 
@@ -146,13 +148,37 @@ PAPER_CONFIGURATIONS: tuple[InputConfiguration, ...] = (
 )
 
 
-def paper_configurations(schema: CatalogSchema) -> list[InputConfiguration]:
-    """The paper's five configurations that this catalog can express (needs its modalities)."""
-    out = []
-    for cfg in PAPER_CONFIGURATIONS:
+def expressible(
+    configs: tuple[InputConfiguration, ...] | list[InputConfiguration], schema: CatalogSchema
+) -> tuple[list[InputConfiguration], list[str]]:
+    """The configurations this catalog can express, and one note per one it cannot.
+
+    A catalog of magnitudes and redshift has no SPHEREx, SFH or stellar mass: the paper's
+    configurations that need them are skipped (with the reason, for the user to see), so that
+    evaluate and embed work on any schema instead of stopping.
+    """
+    ok, notes = [], []
+    for cfg in configs:
         try:
             cfg.given_mask(schema)
-        except ValueError:
+        except ValueError as err:
+            notes.append(f"{cfg.name}: {str(err).removeprefix(f'configuration {cfg.name!r}: ')}")
             continue
-        out.append(cfg)
-    return out
+        ok.append(cfg)
+    return ok, notes
+
+
+def paper_configurations(schema: CatalogSchema, notes: list[str] | None = None) -> list[InputConfiguration]:
+    """The paper's five configurations that this catalog can express (needs its modalities).
+
+    Args:
+        schema: the run's catalog schema.
+        notes: if given, one line per skipped configuration is appended (see :func:`expressible`).
+    """
+    ok, skipped = expressible(PAPER_CONFIGURATIONS, schema)
+    if notes is not None:
+        notes.extend(skipped)
+    return ok
+
+
+SKIPPED_NOTE = "skipped the paper's configurations this catalog cannot express"

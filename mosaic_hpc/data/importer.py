@@ -3,11 +3,14 @@
 A mapping file (YAML, read with ``yaml.safe_load``) says which input columns form which modality,
 in which order, with which units and axis, which values are sentinels for "missing", and which
 columns hold the errors of a modality (imported as a separate vector modality, ``<name>_err`` by
-default, so the model can take them as input). See docs/import_catalog.md for the reference.
+default, so the model can take them as input), which input transform to apply (``log10``,
+data/transforms.py), and which columns identify each object or travel with it unchanged (ID and
+pass-through columns, data/table_columns.py, stored under ``/columns``). The rows are split into
+train/val/test (data/splits.py) or, with ``split: none``, kept whole. See docs/import_catalog.md.
 
 Why this order of work: every input file is read and checked completely (columns exist, are
-numeric, have one length, are not entirely missing) *before* anything is written, and the two
-splits are written into a staging directory that is moved into place only when both are
+numeric, have one length, are not entirely missing) *before* anything is written, and the
+splits are written into a staging directory that is moved into place only when all are
 complete. A malformed input therefore never leaves a partial catalog under the final names, and
 an output directory that did not exist before a failed import does not exist after it.
 
@@ -19,7 +22,8 @@ the mapped columns in memory (8 bytes per value): split very large inputs into s
 
 from __future__ import annotations
 
-import csv
+import dataclasses
+import logging
 import os
 import re
 import shutil
@@ -33,21 +37,41 @@ import numpy as np
 import yaml
 
 from ..schema import KINDS, CatalogSchema, ModalitySpec
-from .catalog import SPLITS, CatalogError, CatalogWriter, default_norm_modes, stats_from_running
+from .catalog import (
+    SPLITS,
+    Catalog,
+    CatalogError,
+    CatalogWriter,
+    default_norm_modes,
+    split_paths,
+    stats_from_running,
+)
+from .splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, LABEL_SPLITS, split_counts, split_labels
+from .table_columns import (
+    CSV_SUFFIXES,
+    HDF5_SUFFIXES,
+    PARQUET_SUFFIXES,
+    check_ids,
+    csv_cells,
+    list_columns,
+    read_raw_columns,
+)
+from .transforms import apply_transform, check_transform, transformed_unit
 
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-CSV_SUFFIXES = (".csv",)
+log = logging.getLogger("mosaic_hpc.import")
 ERR_SUFFIX = "_err"  # default name of an error modality: <modality>_err (e.g. lsst_err)
 WRITE_BLOCK_ROWS = 65536  # rows per CatalogWriter.append: bounded temporary memory while writing
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")  # an HDF5 dataset name without '/'
 
 # Keys accepted at each level of the mapping; anything else is rejected by its dotted name.
-TOP_KEYS = ("source", "group", "modalities", "split", "vector_norm")
-MODALITY_KEYS = ("kind", "columns", "names", "unit", "axis", "missing", "errors")
+TOP_KEYS = ("source", "group", "id", "passthrough", "modalities", "split", "vector_norm")
+MODALITY_KEYS = ("kind", "columns", "names", "unit", "axis", "missing", "transform", "errors")
 AXIS_KEYS = ("values", "quantity", "unit")
-ERROR_KEYS = ("name", "columns", "unit", "missing")
-SPLIT_KEYS = ("test_fraction", "seed")
+ERROR_KEYS = ("name", "columns", "unit", "missing", "transform")
+# /columns names the importer itself writes: the input row of each catalog row (and predict's row)
+RESERVED_COLUMNS = ("source_row", "row")
+SPLIT_KEYS = ("val_fraction", "test_fraction", "seed")
+NO_SPLIT = "none"  # `split: none`: every row into DIR/all.h5 (a table to predict on)
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,6 +105,7 @@ class ErrorMapping:
     columns: tuple[str, ...]
     unit: str
     missing: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    transform: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +121,8 @@ class ModalityMapping:
         axis: axis of a vector, or None (the index is then the axis).
         missing: sentinel values per input column that mean "missing" (become NaN).
         errors: error columns imported as a separate modality, or None.
+        transform: input transform of the values ('' = none; see data/transforms.py); the
+            catalog unit becomes e.g. ``log10 mag``.
     """
 
     name: str
@@ -106,14 +133,31 @@ class ModalityMapping:
     axis: AxisMapping | None = None
     missing: dict[str, tuple[float, ...]] = field(default_factory=dict)
     errors: ErrorMapping | None = None
+    transform: str = ""
 
 
 @dataclass(frozen=True)
 class SplitRule:
-    """Random train/test split of one input file, reproducible from ``seed``."""
+    """Random train/val/test split of one input file, reproducible from ``seed`` (data/splits.py).
 
-    test_fraction: float = 0.1
+    Attributes:
+        val_fraction: share of the rows in the validation split (0: no validation split).
+        test_fraction: share in the test split; None means the default (0.1), or no test rows
+            from this file when the test split comes from ``--input-test``.
+        seed: seed of the permutation; the same seed gives the same split.
+        none: ``split: none``: no split at all, every row goes into ``all.h5``.
+    """
+
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    test_fraction: float | None = None
     seed: int = 0
+    none: bool = False
+
+    def fractions(self, separate_test: bool) -> tuple[float, float]:
+        """(val, test) fractions of the main input; no test rows there when test has its own file."""
+        if separate_test:
+            return self.val_fraction, 0.0
+        return self.val_fraction, DEFAULT_TEST_FRACTION if self.test_fraction is None else self.test_fraction
 
 
 @dataclass(frozen=True)
@@ -124,9 +168,12 @@ class CatalogMapping:
         path: the mapping file (named in error messages).
         modalities: output modalities in catalog order (error modalities follow their parent).
         group: HDF5 group that column names are relative to ('' = the file root).
-        split: split rule of a single input, or None (then the default rule, or ``--input-test``).
+        split: split rule of the input, or None (then the default rule).
         source: provenance stored in the catalog's ``source`` attribute.
         vector_norm: ``"global"`` (paper) or ``"per_bin"`` normalisation of vector modalities.
+        id_column: input column identifying each object ('' = none): integers or strings,
+            unique, never missing; carried into the catalog and every prediction file.
+        passthrough: further input columns carried unchanged (numbers or strings), e.g. ra, dec.
     """
 
     path: Path
@@ -135,14 +182,17 @@ class CatalogMapping:
     split: SplitRule | None = None
     source: str = ""
     vector_norm: str = "global"
+    id_column: str = ""
+    passthrough: tuple[str, ...] = ()
 
     def schema(self) -> CatalogSchema:
         """Catalog schema: each modality, then its error modality right after it."""
         specs = []
         for m in self.modalities:
             axis = m.axis or AxisMapping(())
+            unit = transformed_unit(m.unit, m.transform)
             specs.append(
-                ModalitySpec(m.name, m.kind, len(m.columns), m.unit, m.names, axis.values, axis.quantity, axis.unit)
+                ModalitySpec(m.name, m.kind, len(m.columns), unit, m.names, axis.values, axis.quantity, axis.unit)
             )
             if m.errors is not None:
                 names = m.names if m.kind == "vector" else tuple(n + ERR_SUFFIX for n in m.names)
@@ -151,7 +201,7 @@ class CatalogMapping:
                         m.errors.name,
                         m.kind,
                         len(m.columns),
-                        m.errors.unit,
+                        transformed_unit(m.errors.unit, m.errors.transform),
                         names,
                         axis.values,
                         axis.quantity,
@@ -166,6 +216,14 @@ class CatalogMapping:
         for m in self.modalities:
             cols += list(m.columns) + list(m.errors.columns if m.errors else ())
         return list(dict.fromkeys(cols))
+
+    def extra_columns(self) -> dict[str, str]:
+        """Catalog name -> input column of the ID and pass-through columns (ID first).
+
+        The catalog name is the input name without an HDF5 group path (``meta/ra`` -> ``ra``).
+        """
+        names = ([self.id_column] if self.id_column else []) + list(self.passthrough)
+        return {n.rsplit("/", 1)[-1]: n for n in names}
 
 
 def _err(path: Path, key: str, reason: str) -> CatalogError:
@@ -275,6 +333,7 @@ def _modality(path: Path, name: str, value: Any) -> ModalityMapping:
             columns=ecols,
             unit=_str(path, edata.get("unit", unit), f"{ekey}.unit"),
             missing=_sentinels(path, edata.get("missing"), ecols, f"{ekey}.missing"),
+            transform=_transform(path, edata.get("transform"), f"{ekey}.transform"),
         )
     return ModalityMapping(
         name=_name(path, name, key),
@@ -285,7 +344,35 @@ def _modality(path: Path, name: str, value: Any) -> ModalityMapping:
         axis=axis,
         missing=_sentinels(path, data.get("missing"), columns, f"{key}.missing"),
         errors=errors,
+        transform=_transform(path, data.get("transform"), f"{key}.transform"),
     )
+
+
+def _transform(path: Path, value: Any, key: str) -> str:
+    if value is None:
+        return ""
+    try:
+        return check_transform(_str(path, value, key))
+    except ValueError as err:
+        raise _err(path, key, str(err)) from None
+
+
+def _extra_columns(path: Path, data: dict) -> tuple[str, tuple[str, ...]]:
+    """``id`` and ``passthrough``: input columns carried into the catalog under unique names."""
+    id_column = _str(path, data["id"], "id") if data.get("id") is not None else ""
+    passthrough = _str_list(path, data["passthrough"], "passthrough") if data.get("passthrough") is not None else ()
+    seen: dict[str, str] = {}
+    pairs = ([("id", id_column)] if id_column else []) + [("passthrough", c) for c in passthrough]
+    for key, col in pairs:
+        name = col.rsplit("/", 1)[-1]
+        if not _NAME_RE.match(name):
+            raise _err(path, key, f"{col!r} does not end in a valid column name (letters, digits, '_', '.', '-')")
+        if name in RESERVED_COLUMNS:
+            raise _err(path, key, f"{name!r} is reserved for the input row number; rename the column")
+        if name in seen:
+            raise _err(path, key, f"{col!r} and {seen[name]!r} would both be stored as {name!r}")
+        seen[name] = col
+    return id_column, passthrough
 
 
 def parse_mapping(data: Any, path: Path | str = "<mapping>") -> CatalogMapping:
@@ -305,21 +392,47 @@ def parse_mapping(data: Any, path: Path | str = "<mapping>") -> CatalogMapping:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise _err(path, "modalities", f"modality names {dup} are used more than once (error modalities included)")
-    split = None
-    if data.get("split") is not None:
-        sdata = _check_keys(path, data["split"], SPLIT_KEYS, "split")
-        frac = _number(path, sdata.get("test_fraction", 0.1), "split.test_fraction")
-        if not 0.0 < frac < 1.0:
-            raise _err(path, "split.test_fraction", f"must be in (0, 1), got {frac}")
-        seed = sdata.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise _err(path, "split.seed", f"must be an integer, got {seed!r}")
-        split = SplitRule(frac, seed)
+    split = _split_rule(path, data.get("split"))
     vector_norm = _str(path, data.get("vector_norm", "global"), "vector_norm")
     if vector_norm not in ("global", "per_bin"):
         raise _err(path, "vector_norm", f"must be 'global' or 'per_bin', got {vector_norm!r}")
     group = _str(path, data.get("group", ""), "group").strip("/")
-    return CatalogMapping(path, modalities, group, split, _str(path, data.get("source", ""), "source"), vector_norm)
+    id_column, passthrough = _extra_columns(path, data)
+    return CatalogMapping(
+        path,
+        modalities,
+        group,
+        split,
+        _str(path, data.get("source", ""), "source"),
+        vector_norm,
+        id_column,
+        passthrough,
+    )
+
+
+def _split_rule(path: Path, value: Any) -> SplitRule | None:
+    """``split``: absent (default rule), ``none``, or {val_fraction, test_fraction, seed}."""
+    if value is None:
+        return None
+    if value == NO_SPLIT:
+        return SplitRule(none=True)
+    if isinstance(value, str):
+        raise _err(path, "split", f"must be {NO_SPLIT!r} or a mapping with keys {list(SPLIT_KEYS)}, got {value!r}")
+    sdata = _check_keys(path, value, SPLIT_KEYS, "split")
+    fractions = {}
+    for key in ("val_fraction", "test_fraction"):
+        if key in sdata:
+            fractions[key] = _number(path, sdata[key], f"split.{key}")
+            if not 0.0 <= fractions[key] < 1.0:
+                raise _err(path, f"split.{key}", f"must be in [0, 1), got {fractions[key]}")
+    seed = sdata.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise _err(path, "split.seed", f"must be an integer, got {seed!r}")
+    rule = SplitRule(fractions.get("val_fraction", DEFAULT_VAL_FRACTION), fractions.get("test_fraction"), seed)
+    val, test = rule.fractions(separate_test=False)
+    if val + test >= 1.0:
+        raise _err(path, "split", f"val_fraction + test_fraction must be < 1, got {val} + {test}")
+    return rule
 
 
 def load_mapping(path: Path | str) -> CatalogMapping:
@@ -400,25 +513,7 @@ def read_csv(path: Path, columns: list[str], group: str = "") -> dict[str, np.nd
     file, and guessing which column moved would silently corrupt the catalog.
     """
     del group  # CSV has no groups
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header:
-            raise _err(path, "header", "file is empty (expected a header line with column names)")
-        header = [h.strip() for h in header]
-        idx = {}
-        for c in columns:
-            if c not in header:
-                raise _err(path, f"column {c!r}", f"missing; columns in the header: {header[:30]}")
-            idx[c] = header.index(c)
-        cells: dict[str, list[str]] = {c: [] for c in columns}
-        for line_no, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise _err(path, f"line {line_no}", f"has {len(row)} fields but the header has {len(header)}")
-            for c, i in idx.items():
-                cells[c].append(row[i].strip())
+    cells = csv_cells(path, columns)
     out = {}
     for c, vals in cells.items():
         raw = np.asarray(vals, dtype=object)
@@ -497,50 +592,102 @@ def read_columns(path: Path | str, columns: list[str], group: str = "") -> dict[
 
 
 def _with_sentinels(
-    path: Path, cols: Mapping[str, np.ndarray], columns: tuple[str, ...], missing: Mapping
+    path: Path, cols: Mapping[str, np.ndarray], columns: tuple[str, ...], missing: Mapping, require_values: bool
 ) -> np.ndarray:
-    """[N, L] float64 with sentinels, NaN and +-inf as NaN; a column with no valid value is an error."""
+    """[N, L] float64 with sentinels, NaN and +-inf as NaN; a column with no valid value is an
+    error when ``require_values`` (a catalog to train on), not for a table to predict on."""
     x = np.stack([cols[c] for c in columns], axis=1)  # (N, L)
     for j, c in enumerate(columns):
         for s in missing.get(c, ()):
             x[x[:, j] == s, j] = np.nan
     x[~np.isfinite(x)] = np.nan
     empty = np.flatnonzero(np.isnan(x).all(axis=0))
-    if empty.size:
+    if empty.size and require_values:
         raise _err(path, f"column {columns[empty[0]]!r}", "has no valid value (all missing after sentinels)")
     return x
 
 
-def convert(mapping: CatalogMapping, path: Path, cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Input columns -> catalog rows (float64 [N, L] per modality, NaN = missing)."""
+def convert(
+    mapping: CatalogMapping, path: Path, cols: Mapping[str, np.ndarray], require_values: bool = True
+) -> dict[str, np.ndarray]:
+    """Input columns -> catalog rows (float64 [N, L] per modality, NaN = missing, transformed)."""
     rows = {}
     for m in mapping.modalities:
-        x = _with_sentinels(path, cols, m.columns, m.missing)
-        rows[m.name] = x
+        x = _with_sentinels(path, cols, m.columns, m.missing, require_values)
+        rows[m.name] = apply_transform(path, x, m.columns, m.transform)
         if m.errors is not None:
-            e = _with_sentinels(path, cols, m.errors.columns, m.errors.missing)
+            e = _with_sentinels(path, cols, m.errors.columns, m.errors.missing, require_values)
             e[np.isnan(x)] = np.nan  # no error for a missing value (ErrorMapping docstring)
-            rows[m.errors.name] = e
+            rows[m.errors.name] = apply_transform(path, e, m.errors.columns, m.errors.transform)
     return rows
 
 
-def read_input(mapping: CatalogMapping, path: Path | str) -> dict[str, np.ndarray]:
-    """Read one input file and convert it into catalog rows."""
-    path = Path(path)
-    return convert(mapping, path, read_columns(path, mapping.input_columns(), mapping.group))
+@dataclass
+class TableRows:
+    """One input table converted: catalog rows per modality and the columns carried beside them.
 
-
-def split_rows(n: int, rule: SplitRule) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted train and test row indices: a seeded random ``test_fraction`` of the rows is test.
-
-    Both keep the input order (the reader shuffles), so the split is reproducible from the seed.
+    Attributes:
+        rows: modality -> float64 [N, L] (NaN = missing).
+        columns: catalog name -> [N] ID and pass-through columns (int64, float64 or str), and
+            ``source_row``, the 0-based data row of the input file (its line is row + 2 in a CSV).
     """
-    n_test = round(rule.test_fraction * n)
-    if n_test < 1 or n_test >= n:
-        raise ValueError(f"split.test_fraction {rule.test_fraction} of {n} rows leaves an empty split")
-    is_test = np.zeros(n, dtype=bool)
-    is_test[np.random.default_rng(rule.seed).permutation(n)[:n_test]] = True
-    return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+    rows: dict[str, np.ndarray]
+    columns: dict[str, np.ndarray]
+
+    @property
+    def n_rows(self) -> int:
+        return len(next(iter(self.rows.values())))
+
+    def take(self, idx: np.ndarray) -> TableRows:
+        return TableRows({k: v[idx] for k, v in self.rows.items()}, {k: v[idx] for k, v in self.columns.items()})
+
+
+def read_extra_columns(mapping: CatalogMapping, path: Path, n_rows: int) -> dict[str, np.ndarray]:
+    """ID and pass-through columns of ``path`` under their catalog names, plus ``source_row``.
+
+    Raises:
+        CatalogError: a missing column, a length other than the value columns', or an ID column
+            that is not integer/string, has a missing value or repeats one.
+    """
+    extra = mapping.extra_columns()
+    raw = read_raw_columns(path, list(extra.values()), mapping.group)
+    out = {}
+    for name, col in extra.items():
+        if len(raw[col]) != n_rows:
+            raise _err(path, f"column {col!r}", f"has {len(raw[col])} rows but the value columns have {n_rows}")
+        if col == mapping.id_column:
+            check_ids(path, col, raw[col])
+        out[name] = raw[col]
+    out["source_row"] = np.arange(n_rows, dtype=np.int64)
+    return out
+
+
+def read_table(mapping: CatalogMapping, path: Path | str) -> TableRows:
+    """Read one input file completely and convert it (values, IDs, pass-through columns)."""
+    path = Path(path)
+    rows = convert(mapping, path, read_columns(path, mapping.input_columns(), mapping.group))
+    n = len(next(iter(rows.values())))
+    return TableRows(rows, read_extra_columns(mapping, path, n))
+
+
+def split_rows(n: int, rule: SplitRule, separate_test: bool = False) -> dict[str, np.ndarray]:
+    """Sorted row indices of each non-empty split (train always; val and test when they get rows).
+
+    Every split keeps the input order (the reader shuffles), so the split is reproducible from
+    the seed; see data/splits.py for how test and validation rows are drawn.
+
+    Raises:
+        ValueError: the fractions leave fewer than two training rows.
+    """
+    val, test = rule.fractions(separate_test)
+    try:
+        counts = split_counts(n, val, test)
+    except ValueError as err:
+        raise ValueError(f"split: {err}") from None
+    labels = split_labels(counts, np.random.default_rng(rule.seed))
+    out = {s: np.flatnonzero(labels == i) for i, s in enumerate(LABEL_SPLITS)}
+    return {s: idx for s, idx in out.items() if s == "train" or idx.size}
 
 
 def _existing_ancestor(p: Path) -> Path:
@@ -551,14 +698,14 @@ def _existing_ancestor(p: Path) -> Path:
 
 
 def _write_split(
-    path: Path, schema: CatalogSchema, rows: Mapping[str, np.ndarray], attrs: dict, progress, writers: list
+    path: Path, schema: CatalogSchema, table: TableRows, roles: dict[str, str], attrs: dict, progress, writers: dict
 ) -> CatalogWriter:
-    """Append ``rows`` in blocks; the writer joins ``writers`` first, so a failure can abort it."""
-    w = CatalogWriter(path, schema, attrs)
-    writers.append(w)
-    n = len(next(iter(rows.values())))
-    for s in progress(range(0, n, WRITE_BLOCK_ROWS), desc=f"import {path.stem}"):
-        w.append({k: v[s : s + WRITE_BLOCK_ROWS] for k, v in rows.items()})
+    """Append ``table`` in blocks; the writer joins ``writers`` first, so a failure can abort it."""
+    w = CatalogWriter(path, schema, attrs, columns=roles)
+    writers[path.stem] = w
+    for s in progress(range(0, table.n_rows, WRITE_BLOCK_ROWS), desc=f"import {path.stem}"):
+        block = slice(s, s + WRITE_BLOCK_ROWS)
+        w.append({k: v[block] for k, v in table.rows.items()}, {k: v[block] for k, v in table.columns.items()})
     return w
 
 
@@ -569,19 +716,25 @@ def import_catalog(
     input_test: Path | str | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    split: SplitRule | None = None,
 ) -> dict[str, Path]:
-    """Import ``input_path`` (and ``input_test``) into ``out_dir/train.h5`` and ``out_dir/test.h5``.
+    """Import ``input_path`` (and ``input_test``) into ``out_dir/{train,val,test}.h5`` or ``all.h5``.
 
-    Statistics are computed on the training rows only and stored in both files, so test rows
-    never leak into the normalisation.
+    Statistics are computed on the training rows only and stored in every file, so held-out
+    rows never leak into the normalisation (with ``split: none``, on all rows: such a table is
+    for prediction, which uses the trained run's statistics anyway).
 
     Args:
-        input_path: the input file; the whole catalog, or the training split with ``input_test``.
+        input_path: the input file; the whole catalog, or the training and validation rows with
+            ``input_test``.
         mapping: a :class:`CatalogMapping` or a mapping YAML file.
         out_dir: output directory (created on success only).
-        input_test: the test split as a separate file; the mapping must then have no ``split``.
-        overwrite: replace ``train.h5``/``test.h5`` already in ``out_dir``.
+        input_test: the test split as a separate file; the split rule must then give no
+            ``test_fraction`` (its ``val_fraction`` still cuts validation rows out of the input).
+        overwrite: replace a catalog already in ``out_dir`` (all its split files).
         show_progress: tqdm progress bars while writing.
+        split: split rule replacing the mapping's (the CLI's --val-fraction, --test-fraction,
+            --split-seed and --no-split).
 
     Returns:
         Split name -> written file.
@@ -589,80 +742,187 @@ def import_catalog(
     Raises:
         CatalogError / ValueError / FileNotFoundError: bad mapping or input; nothing is written.
     """
-    from tqdm import tqdm
-
     if not isinstance(mapping, CatalogMapping):
         mapping = load_mapping(mapping)
     out_dir = Path(out_dir)
-    finals = {s: out_dir / f"{s}.h5" for s in SPLITS}
-    if not overwrite:
-        for p in finals.values():
-            if p.exists() or (out_dir / p.stem).is_dir():
-                raise _err(p, "output", "a catalog is already there (pass --overwrite to replace it)")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise _err(out_dir, "output", "exists and is not a directory")
-    if input_test is not None and mapping.split is not None:
-        raise _err(mapping.path, "split", "conflicts with a separate test file (--input-test); remove one of them")
-    schema = mapping.schema()
-    rows = read_input(mapping, input_path)
-    if input_test is not None:
-        parts = {"train": rows, "test": read_input(mapping, input_test)}
+    _check_output(out_dir, overwrite)
+    rule = split or mapping.split or SplitRule()
+    if input_test is not None and (rule.none or rule.test_fraction is not None):
+        key = "split" if rule.none else "split.test_fraction"
+        raise _err(mapping.path, key, "conflicts with a separate test file (--input-test); remove one of them")
+    if rule.none:
+        mapping = present_modalities(mapping, Path(input_path))
+    table = read_table(mapping, input_path)
+    if rule.none:
+        parts = {"all": table}
     else:
-        n = len(next(iter(rows.values())))
-        train_idx, test_idx = split_rows(n, mapping.split or SplitRule())
-        parts = {"train": {k: v[train_idx] for k, v in rows.items()}, "test": {k: v[test_idx] for k, v in rows.items()}}
+        parts = {s: table.take(idx) for s, idx in split_rows(table.n_rows, rule, input_test is not None).items()}
+        if input_test is not None:
+            parts["test"] = read_table(mapping, input_test)
     attrs = {
         "source": mapping.source or f"imported from {Path(input_path).name}",
         "created_by": "mosaic-hpc import-catalog",
-        "seed": (mapping.split or SplitRule()).seed if input_test is None else -1,
+        "seed": rule.seed,
         "cosmology": "",
         "input_files": [str(input_path)] + ([str(input_test)] if input_test is not None else []),
-        "mapping": yaml.safe_dump(_mapping_record(mapping), sort_keys=False),
+        "mapping": yaml.safe_dump(mapping_record(mapping), sort_keys=False),
+        "split_rule": yaml.safe_dump(_split_record(rule), sort_keys=False),
     }
+    return _write_parts(out_dir, mapping, parts, attrs, Path(input_path), show_progress)
+
+
+def present_modalities(mapping: CatalogMapping, path: Path) -> CatalogMapping:
+    """``mapping`` without the modalities (and error modalities) whose columns ``path`` lacks.
+
+    For ``split: none``: a table of new galaxies has no redshift column, because the redshift
+    is what it is imported to be predicted. The modalities left out are logged as a warning;
+    ID and pass-through columns must still be there.
+
+    Raises:
+        CatalogError: the table holds no complete modality.
+    """
+    available = set(list_columns(path, mapping.group))
+    kept, left_out = [], []
+    for m in mapping.modalities:
+        if not set(m.columns) <= available:
+            left_out.append(m.name)
+            continue
+        if m.errors is not None and not set(m.errors.columns) <= available:
+            left_out.append(m.errors.name)
+            m = dataclasses.replace(m, errors=None)
+        kept.append(m)
+    if not kept:
+        raise _err(path, "columns", f"holds no complete modality of the mapping {[m.name for m in mapping.modalities]}")
+    if left_out:
+        log.warning("%s: split none: modalities %s left out (their columns are not in the table)", path, left_out)
+    return dataclasses.replace(mapping, modalities=tuple(kept))
+
+
+def _check_output(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to mix two imports in one directory unless the old catalog is to be replaced."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise _err(out_dir, "output", "exists and is not a directory")
+    if not overwrite:
+        for s in SPLITS:
+            p = out_dir / f"{s}.h5"
+            if p.exists() or (out_dir / s).is_dir():
+                raise _err(p, "output", "a catalog is already there (pass --overwrite to replace it)")
+
+
+def _write_parts(
+    out_dir: Path,
+    mapping: CatalogMapping,
+    parts: dict[str, TableRows],
+    attrs: dict[str, Any],
+    input_path: Path,
+    show_progress: bool,
+) -> dict[str, Path]:
+    """Write every split into a staging directory, then move them into place together.
+
+    The staging directory sits beside the output, on the same file system, so the final renames
+    are atomic; files of an older catalog in ``out_dir`` that this import does not write (a
+    ``val.h5`` when there is no validation split now, shard directories) are removed only after
+    every new file is in place, so the directory never holds two imports' splits.
+    """
+    from tqdm import tqdm
 
     def progress(blocks, desc: str):
         return tqdm(blocks, desc=desc, unit="block", leave=False, disable=not show_progress)
 
-    # Stage both splits beside the output, in a directory on the same file system (so the final
-    # renames are atomic), and move them into place only when both are complete.
+    schema = mapping.schema()
+    roles = {name: "passthrough" for name in mapping.extra_columns()} | {"source_row": "source_row"}
+    if mapping.id_column:
+        roles[mapping.id_column.rsplit("/", 1)[-1]] = "id"
+    stats_split = "all" if "all" in parts else "train"
+    order = [stats_split] + [s for s in parts if s != stats_split]
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.import-", dir=_existing_ancestor(out_dir.parent)))
-    writers: list[CatalogWriter] = []
+    writers: dict[str, CatalogWriter] = {}
     try:
-        train = _write_split(
-            staging / "train.h5", schema, parts["train"], {**attrs, "split": "train"}, progress, writers
-        )
-        try:
-            stats = stats_from_running(train.running, default_norm_modes(schema, mapping.vector_norm))
-        except ValueError as err:
-            raise _err(Path(input_path), "statistics", str(err)) from None
-        test = _write_split(staging / "test.h5", schema, parts["test"], {**attrs, "split": "test"}, progress, writers)
-        staged = {"train": train.close(stats), "test": test.close(stats)}
+        for s in order:
+            w = _write_split(staging / f"{s}.h5", schema, parts[s], roles, {**attrs, "split": s}, progress, writers)
+            if s == stats_split:
+                try:
+                    stats = stats_from_running(w.running, default_norm_modes(schema, mapping.vector_norm))
+                except ValueError as err:
+                    raise _err(input_path, "statistics", str(err)) from None
+        staged = {s: writers[s].close(stats) for s in order}
         out_dir.mkdir(parents=True, exist_ok=True)
-        for s, p in staged.items():
-            os.replace(p, finals[s])
+        finals = {s: out_dir / f"{s}.h5" for s in parts}
+        for s in order:
+            os.replace(staged[s], finals[s])
     except BaseException:
-        for w in writers:
+        for w in writers.values():
             if w._f.id.valid:
                 w.abort()
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return finals
+    _remove_stale_splits(out_dir, set(parts))
+    return {s: finals[s] for s in SPLITS if s in finals}
 
 
-def _mapping_record(mapping: CatalogMapping) -> dict[str, Any]:
-    """Plain-data copy of the mapping, stored in the catalog's attributes for provenance."""
-    return {
-        "group": mapping.group,
-        "vector_norm": mapping.vector_norm,
-        "split": None if mapping.split is None else vars(mapping.split),
-        "modalities": {
-            m.name: {
-                "kind": m.kind,
-                "columns": list(m.columns),
-                "missing": {c: list(v) for c, v in m.missing.items()},
-                "errors": None if m.errors is None else {"name": m.errors.name, "columns": list(m.errors.columns)},
-            }
-            for m in mapping.modalities
-        },
-    }
+def _remove_stale_splits(out_dir: Path, written: set[str]) -> None:
+    for s in SPLITS:
+        if s not in written:
+            (out_dir / f"{s}.h5").unlink(missing_ok=True)
+        if (out_dir / s).is_dir():
+            shutil.rmtree(out_dir / s)
+
+
+def _split_record(rule: SplitRule) -> dict[str, Any] | str:
+    if rule.none:
+        return NO_SPLIT
+    return {"val_fraction": rule.val_fraction, "test_fraction": rule.test_fraction, "seed": rule.seed}
+
+
+def mapping_record(mapping: CatalogMapping) -> dict[str, Any]:
+    """The mapping as plain data that :func:`parse_mapping` reads back into an equal mapping.
+
+    Stored in every imported file (attribute ``mapping``), so the catalog says how each value
+    was made (names, units, axes, sentinels, transforms) and ``predict --mapping CATALOG`` reads a
+    table of new galaxies exactly as the training table was read.
+    """
+    out: dict[str, Any] = {"source": mapping.source, "group": mapping.group, "vector_norm": mapping.vector_norm}
+    if mapping.id_column:
+        out["id"] = mapping.id_column
+    if mapping.passthrough:
+        out["passthrough"] = list(mapping.passthrough)
+    if mapping.split is not None:
+        out["split"] = _split_record(mapping.split)
+    out["modalities"] = {m.name: _modality_record(m) for m in mapping.modalities}
+    return out
+
+
+def _modality_record(m: ModalityMapping) -> dict[str, Any]:
+    rec: dict[str, Any] = {"kind": m.kind, "columns": list(m.columns), "names": list(m.names), "unit": m.unit}
+    if m.axis is not None:
+        rec["axis"] = {"values": list(m.axis.values), "quantity": m.axis.quantity, "unit": m.axis.unit}
+    if m.missing:
+        rec["missing"] = {c: list(v) for c, v in m.missing.items()}
+    if m.transform:
+        rec["transform"] = m.transform
+    if m.errors is not None:
+        e = m.errors
+        rec["errors"] = {"name": e.name, "columns": list(e.columns), "unit": e.unit}
+        if e.missing:
+            rec["errors"]["missing"] = {c: list(v) for c, v in e.missing.items()}
+        if e.transform:
+            rec["errors"]["transform"] = e.transform
+    return rec
+
+
+def stored_mapping(catalog_path: Path | str) -> CatalogMapping:
+    """The mapping a catalog was imported with (a catalog directory or one of its files).
+
+    Raises:
+        CatalogError: the catalog was not made by import-catalog (no stored mapping).
+    """
+    path = Path(catalog_path)
+    if path.is_dir():
+        split = next((s for s in SPLITS if (path / f"{s}.h5").exists() or (path / s).is_dir()), "train")
+        path = split_paths(path, split)[0]
+    cat = Catalog([path], require_stats=False)
+    text = cat.attrs.get("mapping")
+    if not text:
+        raise _err(path, "attrs/mapping", "no stored mapping (not made by import-catalog); pass a mapping YAML")
+    return parse_mapping(yaml.safe_load(text), f"{path} (stored mapping)")

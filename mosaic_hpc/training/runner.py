@@ -2,10 +2,16 @@
 
 ``run_training`` is what ``mosaic-hpc train`` (one process) and ``mosaic_hpc/train.py`` (any
 launcher, DeepSpeed) both call; the only difference is the engine factory they pass.
+
+Validation (``train.eval_every``) reads the catalog's ``val`` split and never ``test``: every
+choice made by watching the validation loss would otherwise have seen the rows that evaluate
+reports. A catalog written before the validation split existed (train and test only) trains
+without validation losses, and says so in one info line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +28,7 @@ from ..dist_env import DistEnv
 from ..loss import check_loss_weights
 from ..model import build_model
 from .checkpoint import CheckpointManager, write_run_metadata
+from .config_fit import fit_and_report
 from .engine import PlainEngine
 from .loop import TrainResult, train_loop
 from .metrics import JsonlSink, MetricsLogger
@@ -41,6 +48,45 @@ def plain_engine_factory(model, cfg: RunConfig, env: DistEnv):
     return PlainEngine(model, cfg)
 
 
+def with_max_steps(cfg: RunConfig, max_steps: int | None) -> RunConfig:
+    """``cfg`` with ``train.max_steps = max_steps`` (a ``--max-steps`` flag), or ``cfg`` for None.
+
+    The learning-rate schedule is a function of ``train.max_steps`` (training/schedule.py), so a
+    step count that only stopped the loop would leave the cosine at the config's length: a longer
+    run would spend its extra steps at the floor rate, a shorter one stop mid-decay at a high
+    rate. Setting the key instead makes ``--max-steps N`` the same run as
+    ``--set train.max_steps=N``, and the saved config says what was run.
+
+    Raises:
+        ValueError: ``max_steps`` < 1.
+    """
+    if max_steps is None:
+        return cfg
+    if max_steps < 1:
+        raise ValueError(f"--max-steps must be >= 1, got {max_steps}")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=int(max_steps)))
+
+
+def open_validation_split(data_dir: Path) -> Catalog | None:
+    """The ``val`` split, or None (with one info line) for a catalog that has none.
+
+    Raises:
+        CatalogError: a ``val`` split exists but is broken (a broken file is never skipped).
+    """
+    data_dir = Path(data_dir)
+    if data_dir.is_dir() and not (data_dir / "val.h5").exists() and not (data_dir / "val").is_dir():
+        log.info(
+            "%s has no validation split (val.h5): training runs without validation losses; the test split is "
+            "never used for validation (re-import or re-generate the catalog to get one)",
+            data_dir,
+        )
+        return None
+    if not data_dir.is_dir():
+        log.info("%s is a single file: training runs without validation losses", data_dir)
+        return None
+    return Catalog.open(data_dir, "val")
+
+
 def run_training(
     cfg: RunConfig,
     data_dir: Path,
@@ -51,15 +97,24 @@ def run_training(
     max_steps: int | None = None,
     extra_sinks: list | None = None,
 ) -> TrainResult:
-    """Train ``cfg`` on the catalog in ``data_dir``, writing into ``run_dir``."""
+    """Train ``cfg`` on the catalog in ``data_dir``, writing into ``run_dir``.
+
+    ``max_steps`` (the ``--max-steps`` of train, quickstart and the launchers) sets
+    ``train.max_steps``, the schedule's length included (:func:`with_max_steps`).
+    """
+    cfg = with_max_steps(cfg, max_steps)
+    if cfg.train.warmup_steps >= cfg.train.max_steps:
+        log.warning(
+            "train.warmup_steps %d >= train.max_steps %d: the whole run is learning-rate warm-up",
+            cfg.train.warmup_steps,
+            cfg.train.max_steps,
+        )
     env = env or DistEnv()
     torch.manual_seed(cfg.train.seed)
     train_cat = Catalog.open(data_dir, "train")
-    try:
-        val_cat = Catalog.open(data_dir, "test")
-    except ValueError:
-        val_cat = None
+    val_cat = open_validation_split(data_dir) if cfg.train.eval_every else None
     schema, stats = train_cat.schema, train_cat.stats
+    cfg = fit_and_report(cfg, schema)  # presets name the mock's modalities; a user's catalog may lack them
     check_loss_weights(cfg.train.loss_weights, schema.names)
     masker = HierarchicalMasker(schema, cfg.masking, seed=cfg.train.seed)
     reader = ShardedReader(train_cat, cfg.data, env.rank, env.world_size, seed=cfg.train.seed, masker=masker)

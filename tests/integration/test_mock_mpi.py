@@ -45,11 +45,12 @@ def shard_dir(tmp_path_factory) -> Path:
 
 
 def test_one_shard_per_rank_read_back_as_one_catalog(shard_dir: Path) -> None:
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         assert sorted(p.name for p in (shard_dir / split).iterdir()) == ["shard-00000.h5", "shard-00001.h5"]
     assert not (shard_dir / "train.h5").exists()
-    train, test = Catalog.open(shard_dir, "train"), Catalog.open(shard_dir, "test")
-    assert len(train.paths) == 2 and train.n_rows + test.n_rows == N_GALAXIES
+    train, val, test = (Catalog.open(shard_dir, s) for s in ("train", "val", "test"))
+    assert len(train.paths) == 2 and train.n_rows + val.n_rows + test.n_rows == N_GALAXIES
+    assert val.n_rows == round(0.1 * N_GALAXIES) and test.n_rows == round(0.1 * N_GALAXIES)
     assert train.file_rows[0] > 0 and train.file_rows[1] > 0
     rows = train.read_all()
     assert rows["sed"].shape == (train.n_rows, 921) and np.isfinite(rows["scalars"]).all()
@@ -82,7 +83,7 @@ def test_stats_are_the_merged_training_statistics(shard_dir: Path) -> None:
 def test_same_seed_and_ranks_is_bit_identical(shard_dir: Path, tmp_path: Path) -> None:
     res = _make(tmp_path / "again")
     assert res.returncode == 0, res.stderr[-3000:]
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         for shard in ("shard-00000.h5", "shard-00001.h5"):
             first, again = shard_dir / split / shard, tmp_path / "again" / split / shard
             with h5py.File(first, "r", locking=False) as a, h5py.File(again, "r", locking=False) as b:

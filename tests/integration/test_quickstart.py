@@ -48,6 +48,23 @@ def test_report_has_table1_and_images(quickstart_run, capsys):
 
 
 @pytest.mark.slow
+def test_max_steps_sets_the_schedule_length(quickstart_run):
+    # --max-steps 30 is train.max_steps 30, the schedule's length included (issue 17, point 2)
+    import json
+
+    from mosaic_hpc.config import load_config
+    from mosaic_hpc.training.schedule import lr_factor
+
+    cfg = load_config(quickstart_run / "config.yaml").train
+    assert cfg.max_steps == 30
+    records = [json.loads(line) for line in (quickstart_run / "metrics.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["optim/lr"] for r in records if "optim/lr" in r}
+    assert max(lrs) == 30
+    for step, lr in lrs.items():
+        assert lr == pytest.approx(cfg.lr * lr_factor(step, cfg), rel=1e-6)
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_MOCK, reason="reusing a mock catalog needs the mock generator")
 def test_rerun_reuses_catalog_and_training(quickstart_run, capsys):
     capsys.readouterr()

@@ -95,12 +95,13 @@ def test_each_format_imports_with_sentinels_and_errors(tmp_path, fmt):
     src = writer(tmp_path / f"cat.{fmt}", cols)
     mapping = write_mapping(tmp_path / "map.yaml", MAPPING if fmt == "h5" else flat(MAPPING))
     written = import_catalog(src, mapping, tmp_path / "out", show_progress=False)
-    train, test = Catalog.open(written["train"]), Catalog.open(written["test"])
-    assert (train.n_rows, test.n_rows) == (150, 50)
+    cats = [Catalog.open(written[s]) for s in ("train", "val", "test")]
+    train = cats[0]
+    assert [c.n_rows for c in cats] == [130, 20, 50]  # val_fraction default 0.1, test_fraction 0.25
     assert train.schema.names == ("scalars", "lsst", "lsst_err")
     assert train.schema["lsst"].columns == BANDS and train.schema["lsst_err"].unit == "mag"
     assert train.schema["lsst"].axis == (3671.0, 4827.0, 6223.0)
-    rows = {k: np.concatenate([train.read_all()[k], test.read_all()[k]]) for k in train.schema.names}
+    rows = {k: np.concatenate([c.read_all()[k] for c in cats]) for k in train.schema.names}
     z_order = np.argsort(rows["scalars"][:, 0])  # compare independent of the split's order
     ref = np.argsort(cols["redshift"])
     lsst, err = rows["lsst"][z_order], rows["lsst_err"][z_order]
@@ -138,8 +139,8 @@ def test_separate_test_file_and_train_only_stats(tmp_path):
     test_src = write_h5(tmp_path / "test.h5", test_cols)
     mapping = write_mapping(tmp_path / "map.yaml", {k: v for k, v in MAPPING.items() if k != "split"})
     written = import_catalog(train_src, mapping, tmp_path / "out", input_test=test_src, show_progress=False)
-    train, test = Catalog.open(written["train"]), Catalog.open(written["test"])
-    assert (train.n_rows, test.n_rows) == (120, 80)
+    train, val, test = (Catalog.open(written[s]) for s in ("train", "val", "test"))
+    assert (train.n_rows, val.n_rows, test.n_rows) == (108, 12, 80)  # val: 10% of the training file
     assert train.stats.mean["scalars"][0] < 3.0
     np.testing.assert_array_equal(test.stats.mean["scalars"], train.stats.mean["scalars"])
 
@@ -258,7 +259,7 @@ def test_mapping_errors_name_the_key(patch, match):
 
 def test_split_conflicts_with_separate_test_file(tmp_path):
     src = write_h5(tmp_path / "c.h5", _columns())
-    with pytest.raises(ValueError, match="split: conflicts"):
+    with pytest.raises(ValueError, match="split.test_fraction: conflicts"):
         import_catalog(src, write_mapping(tmp_path / "m.yaml", MAPPING), tmp_path / "o", input_test=src)
     assert_nothing_written(tmp_path / "o")
 

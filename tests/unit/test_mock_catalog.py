@@ -48,10 +48,10 @@ def _last_ssfr(rows: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def test_layout_schema_and_provenance(truth_dir: Path) -> None:
-    assert sorted(p.name for p in truth_dir.iterdir()) == ["test.h5", "train.h5"]
-    train, test = Catalog.open(truth_dir, "train"), Catalog.open(truth_dir, "test")
-    assert train.n_rows + test.n_rows == N_GALAXIES
-    assert test.n_rows == round(0.1 * N_GALAXIES)
+    assert sorted(p.name for p in truth_dir.iterdir()) == ["test.h5", "train.h5", "val.h5"]
+    train, val, test = (Catalog.open(truth_dir, s) for s in ("train", "val", "test"))
+    assert train.n_rows + val.n_rows + test.n_rows == N_GALAXIES
+    assert test.n_rows == val.n_rows == round(0.1 * N_GALAXIES)
     s = train.schema
     assert s.names == ("scalars", "lsst", "spherex", "sfh", "sed")
     assert s.lengths == {"scalars": 3, "lsst": 6, "spherex": 102, "sfh": 117, "sed": 921}

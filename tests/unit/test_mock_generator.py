@@ -50,9 +50,10 @@ def test_existing_directory_needs_overwrite(tmp_path: Path) -> None:
         make_mock_catalog(out, 300, progress=False)
     make_mock_catalog(out, 300, progress=False, overwrite=True)
     assert (out / "notes.txt").read_text() == "keep me"  # only the catalog's own files are replaced
-    assert Catalog.open(out, "train").n_rows + Catalog.open(out, "test").n_rows == 300
-    make_mock_catalog(out, 200, seed=1, progress=False, overwrite=True)
-    assert Catalog.open(out, "train").n_rows + Catalog.open(out, "test").n_rows == 200
+    assert sum(Catalog.open(out, s).n_rows for s in ("train", "val", "test")) == 300
+    make_mock_catalog(out, 200, seed=1, val_fraction=0.0, progress=False, overwrite=True)
+    assert sum(Catalog.open(out, s).n_rows for s in ("train", "test")) == 200
+    assert not (out / "val.h5").exists()  # the old validation split went with the old catalog
 
 
 def test_a_file_as_output_is_refused(tmp_path: Path) -> None:
@@ -65,7 +66,7 @@ def test_same_seed_gives_identical_datasets(tmp_path: Path) -> None:
     make_mock_catalog(tmp_path / "a", 1500, seed=4, progress=False)
     make_mock_catalog(tmp_path / "b", 1500, seed=4, progress=False)
     make_mock_catalog(tmp_path / "c", 1500, seed=5, progress=False)
-    for split in ("train.h5", "test.h5"):
+    for split in ("train.h5", "val.h5", "test.h5"):
         a, b, c = (_datasets(tmp_path / d / split) for d in "abc")
         assert a.keys() == b.keys()
         for name in a:
@@ -120,4 +121,4 @@ def test_cli_writes_a_catalog_without_importing_torch(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "wrote 200 galaxies" in res.stdout
-    assert sorted(p.name for p in (tmp_path / "cat").iterdir()) == ["test.h5", "train.h5"]
+    assert sorted(p.name for p in (tmp_path / "cat").iterdir()) == ["test.h5", "train.h5", "val.h5"]

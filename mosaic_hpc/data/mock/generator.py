@@ -4,8 +4,13 @@ Work is cut into chunks of ``chunk_candidates`` halos (``pipeline.simulate_chunk
 its own random streams (``SeedSequence(seed).spawn(n_ranks)[rank]``, then one child per chunk in
 order), so a rank's output depends only on (seed, rank, n_ranks) and never on block sizes or
 timing. Each rank keeps the first galaxies of its chunks that pass the magnitude cut until it has
-its share, streams them into its train/test writers, and the training statistics of all ranks
-are merged (exactly, with ``RunningStats``) before any file is renamed into place.
+its share, streams them into its train/val/test writers, and the training statistics of all
+ranks are merged (exactly, with ``RunningStats``) before any file is renamed into place.
+
+Splits (``data/splits.py``): one permutation of each rank's galaxies from the rank's split stream
+picks the test rows first, then the validation rows, so a catalog of the same seed and size has
+the same test rows as before the validation split existed and its validation rows come out of
+the former training rows; the galaxies themselves do not depend on the fractions.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 from ...schema import CatalogSchema
 from ..catalog import CatalogWriter, default_norm_modes, stats_from_running
 from ..normalization import RunningStats
+from ..splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, LABEL_SPLITS, SplitCounts, split_counts, split_labels
 from .config import GENERATOR_VERSION, NOISE_MODELS, MockConfig
 from .pipeline import MockContext, preselection_limit, simulate_chunk
 
@@ -30,7 +36,9 @@ _WORLD_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTAS
 MAX_EMPTY_CHUNKS = 50  # chunks in a row with no selected galaxy before giving up (a broken recipe)
 
 
-def _check_inputs(out_dir: Path, n_galaxies: int, seed: int, test_fraction: float, noise: str, overwrite: bool) -> None:
+def _check_inputs(
+    out_dir: Path, n_galaxies: int, seed: int, val_fraction: float, test_fraction: float, noise: str, overwrite: bool
+) -> None:
     """Raise ValueError with a one-line reason for any bad argument (same answer on every rank)."""
     if isinstance(n_galaxies, bool) or not isinstance(n_galaxies, (int, np.integer)) or n_galaxies <= 0:
         raise ValueError(f"n_galaxies must be a positive integer, got {n_galaxies!r}")
@@ -40,9 +48,7 @@ def _check_inputs(out_dir: Path, n_galaxies: int, seed: int, test_fraction: floa
         raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}")
     if noise not in NOISE_MODELS:
         raise ValueError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
-    n_test = round(n_galaxies * float(test_fraction))
-    if n_galaxies - n_test < 2:
-        raise ValueError(f"{n_galaxies} galaxies leave {n_galaxies - n_test} for training; need at least 2")
+    split_counts(n_galaxies, float(val_fraction), float(test_fraction))  # fractions and >= 2 training rows
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"output {out_dir} exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
@@ -51,7 +57,7 @@ def _check_inputs(out_dir: Path, n_galaxies: int, seed: int, test_fraction: floa
 
 def _clear_outputs(out_dir: Path) -> None:
     """Remove a previous catalog's files (only those this command writes) before rewriting."""
-    for split in ("train", "test"):
+    for split in LABEL_SPLITS:
         (out_dir / f"{split}.h5").unlink(missing_ok=True)
         if (out_dir / split).is_dir():
             shutil.rmtree(out_dir / split)
@@ -62,7 +68,7 @@ def _share(n: int, rank: int, size: int) -> int:
 
 
 def _file_attrs(
-    ctx: MockContext, seed: int, noise: str, rank: int, size: int, n_galaxies: int, test_fraction: float
+    ctx: MockContext, seed: int, noise: str, rank: int, size: int, n_galaxies: int, fractions: tuple[float, float]
 ) -> dict[str, Any]:
     from ... import __version__
 
@@ -87,7 +93,8 @@ def _file_attrs(
         ),
         "nan_rule": "NaN = missing: SFH bins after the galaxy's time; magnitudes with observed S/N below "
         f"{cfg.detection_snr} (non-detections, noisy catalogs only)",
-        "test_fraction": float(test_fraction),
+        "val_fraction": float(fractions[0]),
+        "test_fraction": float(fractions[1]),
         "n_galaxies_total": int(n_galaxies),
         "n_ranks": int(size),
         "rank": int(rank),
@@ -114,24 +121,28 @@ def make_mock_catalog(
     out_dir: Path,
     n_galaxies: int,
     seed: int = 0,
-    test_fraction: float = 0.1,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
     noise: str = "lsst10",
     overwrite: bool = False,
     progress: bool = True,
     comm=None,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
 ) -> dict[str, list[Path]]:
-    """Generate a mock catalog of ``n_galaxies`` magnitude-selected galaxies (train + test).
+    """Generate a mock catalog of ``n_galaxies`` magnitude-selected galaxies (train + val + test).
 
     Args:
-        out_dir: output directory: ``train.h5``/``test.h5``, or ``train/``/``test/`` shard
-            directories (one ``shard-RRRRR.h5`` per rank) when ``comm`` has more than one rank.
-        n_galaxies: galaxies written after the magnitude cut, both splits together.
-        seed: the same seed, n_galaxies and rank count give bit-identical datasets.
+        out_dir: output directory: ``train.h5``/``val.h5``/``test.h5``, or ``train/``/``val/``/
+            ``test/`` shard directories (one ``shard-RRRRR.h5`` per rank) when ``comm`` has more
+            than one rank. No validation split is written when ``val_fraction`` gives it no row.
+        n_galaxies: galaxies written after the magnitude cut, all splits together.
+        seed: the same seed, n_galaxies, fractions and rank count give bit-identical datasets.
         test_fraction: share of the galaxies in the test split, in (0, 1).
         noise: ``"lsst10"`` (LSST 10-year and SPHEREx all-sky noise) or ``"none"`` (truth).
         overwrite: replace the catalog files of a non-empty ``out_dir``.
         progress: show a progress bar (rank 0 only).
         comm: an mpi4py communicator, or None for one process.
+        val_fraction: share of the galaxies in the validation split, in [0, 1); the training
+            loop's validation (``train.eval_every``) reads it.
 
     Returns:
         Split name -> files written by this rank.
@@ -141,7 +152,7 @@ def make_mock_catalog(
     """
     out_dir = Path(out_dir)
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
-    _check_inputs(out_dir, n_galaxies, seed, test_fraction, noise, overwrite)  # same verdict on every rank
+    _check_inputs(out_dir, n_galaxies, seed, val_fraction, test_fraction, noise, overwrite)  # same on every rank
     problem = None
     if rank == 0:
         try:
@@ -157,24 +168,25 @@ def make_mock_catalog(
 
     ctx = MockContext.build(MockConfig())
     schema = ctx.schema()
+    total = split_counts(n_galaxies, float(val_fraction), float(test_fraction))
     n_rank = _share(n_galaxies, rank, size)
-    n_test_rank = _share(round(n_galaxies * float(test_fraction)), rank, size)
+    n_val_rank, n_test_rank = _share(total.val, rank, size), _share(total.test, rank, size)
     rank_seq = np.random.SeedSequence(seed).spawn(size)[rank]
     split_rng = np.random.default_rng(rank_seq.spawn(1)[0])
-    is_test = np.zeros(n_rank, dtype=bool)
-    is_test[split_rng.permutation(n_rank)[:n_test_rank]] = True
+    labels = split_labels(SplitCounts(n_rank - n_val_rank - n_test_rank, n_val_rank, n_test_rank), split_rng)
 
+    splits = [s for s in LABEL_SPLITS if s != "val" or total.val > 0]  # every rank writes the same splits
     if size > 1:
-        paths = {s: out_dir / s / f"shard-{rank:05d}.h5" for s in ("train", "test")}
+        paths = {s: out_dir / s / f"shard-{rank:05d}.h5" for s in splits}
     else:
-        paths = {s: out_dir / f"{s}.h5" for s in ("train", "test")}
-    attrs = _file_attrs(ctx, seed, noise, rank, size, n_galaxies, test_fraction)
+        paths = {s: out_dir / f"{s}.h5" for s in splits}
+    attrs = _file_attrs(ctx, seed, noise, rank, size, n_galaxies, (float(val_fraction), float(test_fraction)))
     writers: dict[str, CatalogWriter] = {}
     error: BaseException | None = None
     try:
         for split, path in paths.items():
             writers[split] = CatalogWriter(path, schema, {**attrs, "split": split})
-        _fill_writers(ctx, writers, rank_seq, is_test, noise, show_progress=progress and rank == 0)
+        _fill_writers(ctx, writers, rank_seq, labels, noise, show_progress=progress and rank == 0)
     except BaseException as err:  # every rank learns of it below, then all abort
         error = err
     failed = comm.allgather(error is not None) if comm is not None else [error is not None]
@@ -200,19 +212,19 @@ def _fill_writers(
     ctx: MockContext,
     writers: dict[str, CatalogWriter],
     rank_seq: np.random.SeedSequence,
-    is_test: np.ndarray,
+    labels: np.ndarray,
     noise: str,
     show_progress: bool,
 ) -> None:
-    """Simulate chunk after chunk and append the first ``is_test.size`` selected galaxies.
+    """Simulate chunk after chunk and append the first ``labels.size`` selected galaxies.
 
-    Galaxy j of this rank goes to the test split where ``is_test[j]``; one child stream of
+    Galaxy j of this rank goes to split ``LABEL_SPLITS[labels[j]]``; one child stream of
     ``rank_seq`` per chunk, in order.
     """
     from tqdm import tqdm
 
     limit = preselection_limit(ctx)
-    n_rank = is_test.size
+    n_rank = labels.size
     done, empty = 0, 0
     with tqdm(total=n_rank, disable=not show_progress, unit="gal", desc="make-catalog", mininterval=0.5) as bar:
         while done < n_rank:
@@ -221,8 +233,9 @@ def _fill_writers(
             empty = empty + 1 if take == 0 else 0
             if empty >= MAX_EMPTY_CHUNKS:
                 raise RuntimeError(f"{MAX_EMPTY_CHUNKS} chunks in a row produced no selected galaxy")
-            test = is_test[done : done + take]
-            for split, mask in (("train", ~test), ("test", test)):
+            chunk_labels = labels[done : done + take]
+            for label, split in enumerate(LABEL_SPLITS):
+                mask = chunk_labels == label
                 if mask.any():
                     writers[split].append({k: v[:take][mask] for k, v in rows.items()})
             done += take

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+VALUE_EMBEDDINGS = ("linear", "periodic")
+
 
 def _check(cond: bool, key: str, msg: str) -> None:
     if not cond:
@@ -47,6 +49,16 @@ class ModelConfig:
     from "hidden" (beyond the paper; off in paper mode)."""
     gaussian_heads: bool = False
     """Heads predict mean and log-variance and train with Gaussian NLL (beyond the paper)."""
+    value_embedding: str = "linear"
+    """How a token's values become its embedding: 'linear' (paper App. B, ``h = W x + b``) or
+    'periodic' (each value also as sines and cosines of learned frequencies, then linear: the
+    numerical embeddings of Gorishniy et al. 2022, which let an encoder resolve small differences
+    such as colours without many layers of MLP)."""
+    n_frequencies: int = 16
+    """Learned frequencies per modality of the periodic value embedding."""
+    max_frequency: float = 16.0
+    """Largest initial frequency (per normalised unit) of the periodic embedding; the initial
+    frequencies are log-spaced from max_frequency / 100 up to it, then learned."""
 
     def __post_init__(self) -> None:
         _check(self.d_model > 0, "model.d_model", "must be > 0")
@@ -54,6 +66,9 @@ class ModelConfig:
         _check(self.n_heads > 0 and self.d_model % self.n_heads == 0, "model.n_heads", "must divide model.d_model")
         _check(self.mlp_ratio > 0, "model.mlp_ratio", "must be > 0")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        _check(self.value_embedding in VALUE_EMBEDDINGS, "model.value_embedding", f"must be one of {VALUE_EMBEDDINGS}")
+        _check(self.n_frequencies >= 1, "model.n_frequencies", "must be >= 1")
+        _check(self.max_frequency > 0, "model.max_frequency", "must be > 0")
         for name, p in self.patch_size.items():
             _check(isinstance(p, int) and p >= 1, f"model.patch_size.{name}", "must be an integer >= 1")
 

@@ -60,6 +60,29 @@ class SelfAttention(nn.Module):
         return self.proj(y)
 
 
+class PeriodicValueEmbedding(nn.Module):
+    """A token's P values and their sines and cosines at F learned frequencies, mapped to d.
+
+    Gorishniy et al. (2022, "On Embeddings for Numerical Features in Tabular Deep Learning") show
+    that a linear map of a raw number is a poor input for a Transformer: resolving a small
+    difference between two values (a galaxy colour of 0.05 mag, a quarter of a per cent of a
+    magnitude's spread) then takes many MLP layers. Periodic features at frequencies spread over
+    two decades give the encoder that resolution from the first layer. Frequencies are shared by
+    the values of a modality and learned; the raw value is kept as an input too.
+    """
+
+    def __init__(self, patch: int, d_model: int, n_frequencies: int, max_frequency: float) -> None:
+        super().__init__()
+        freq = max_frequency * torch.logspace(-2.0, 0.0, n_frequencies)
+        self.freq = nn.Parameter(2.0 * math.pi * freq)  # radians per normalised unit
+        self.linear = nn.Linear(patch * (1 + 2 * n_frequencies), d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        angle = x.unsqueeze(-1) * self.freq  # (B, n_tok, P, F)
+        feats = torch.cat([x.unsqueeze(-1), torch.sin(angle), torch.cos(angle)], dim=-1)  # (B, n_tok, P, 1 + 2F)
+        return self.linear(feats.flatten(-2))  # (B, n_tok, d)
+
+
 class Block(nn.Module):
     """Pre-LN Transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
 
@@ -98,7 +121,7 @@ class MosaicModel(nn.Module):
         self.n_tokens = {m.name: math.ceil(m.length / self.patch[m.name]) for m in schema}
         self.seq_len = sum(self.n_tokens.values())
         out_per_value = 2 if cfg.gaussian_heads else 1
-        self.embed = nn.ModuleDict({n: nn.Linear(p, cfg.d_model) for n, p in self.patch.items()})
+        self.embed = nn.ModuleDict({n: self._value_embedding(p) for n, p in self.patch.items()})
         self.mask_embed = (
             nn.ModuleDict({n: nn.Linear(p, cfg.d_model, bias=False) for n, p in self.patch.items()})
             if cfg.mask_embedding
@@ -114,6 +137,11 @@ class MosaicModel(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.heads = nn.ModuleDict({n: nn.Linear(cfg.d_model, p * out_per_value) for n, p in self.patch.items()})
         self._init_weights()
+
+    def _value_embedding(self, patch: int) -> nn.Module:
+        if self.cfg.value_embedding == "periodic":
+            return PeriodicValueEmbedding(patch, self.cfg.d_model, self.cfg.n_frequencies, self.cfg.max_frequency)
+        return nn.Linear(patch, self.cfg.d_model)
 
     def _init_weights(self) -> None:
         # GPT-2 style: N(0, 0.02), residual output projections scaled by 1/sqrt(2 n_layers) so the
@@ -196,14 +224,17 @@ class MosaicModel(nn.Module):
         Counted: every matmul as 2 FLOPs per multiply-add (Kaplan et al. 2020; PaLM App. B).
         Per token and layer the linear layers cost 2 * (3d^2 + d^2 + 2 d h) with h the MLP width;
         attention scores and the weighted sum cost 2 * 2 * T * d per token and layer. Embeddings
-        and heads cost 2 * P * d * (1 + mask_embed + missing_embed) and 2 * d * P * k per token. Left out:
+        and heads cost 2 * P * d * (V + mask_embed + missing_embed) and 2 * d * P * k per token, with V = 1
+        (linear value embedding) or 1 + 2F (periodic, F frequencies; its sines are not counted). Left out:
         layer norms, GELU, softmax, biases and the loss (O(T d), under 1% at these sizes).
         """
         d, T, n_layers = self.cfg.d_model, self.seq_len, self.cfg.n_layers
         h = int(self.cfg.mlp_ratio * d)
         k = 2 if self.cfg.gaussian_heads else 1
         per_layer = T * 2 * (4 * d * d + 2 * d * h) + 4 * T * T * d
-        n_embed = 1 + (self.mask_embed is not None) + (self.missing_embed is not None)
+        n_embed = (1 + 2 * self.cfg.n_frequencies if self.cfg.value_embedding == "periodic" else 1) + (
+            (self.mask_embed is not None) + (self.missing_embed is not None)
+        )
         io = sum(self.n_tokens[n] * (2 * p * d * n_embed + 2 * d * p * k) for n, p in self.patch.items())
         return 3.0 * (n_layers * per_layer + io)
 

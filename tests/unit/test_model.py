@@ -88,3 +88,19 @@ def test_missing_embedding_tells_absent_values_from_hidden_ones():
     plain = build_model(schema, ModelConfig(d_model=16, n_layers=1, n_heads=2)).eval()
     with torch.no_grad():  # without the option the flags are ignored
         torch.testing.assert_close(plain(values, hidden, none).mean["sed"], plain(values, hidden, absent).mean["sed"])
+
+
+def test_periodic_value_embedding_resolves_small_differences_and_is_counted():
+    schema = toy_schema()
+    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, value_embedding="periodic", n_frequencies=4)
+    model = build_model(schema, cfg)
+    out = model(*_inputs(schema))
+    assert out.mean["sed"].shape == (4, schema["sed"].length)
+    emb = model.embed["lsst"]
+    assert emb.linear.in_features == 1 * (1 + 2 * 4) and emb.freq.shape == (4,)
+    linear = build_model(schema, ModelConfig(d_model=16, n_layers=1, n_heads=2))
+    assert model.flops_per_sample() > linear.flops_per_sample()  # the wider input map is counted
+    with pytest.raises(ValueError, match="model.value_embedding must be one of"):
+        ModelConfig(value_embedding="fourier")
+    with pytest.raises(ValueError, match="model.n_frequencies must be >= 1"):
+        ModelConfig(n_frequencies=0)

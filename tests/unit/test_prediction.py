@@ -61,3 +61,26 @@ def test_predictor_flags_missing_given_inputs_as_absent_never_hidden_modalities(
 
     (_, lsst), *_ = list(predictor.batches(truth, given=parse_configuration("given=lsst", schema), batch_size=64))
     assert not lsst.absent["sfh"].any() and lsst.hidden["sfh"].all()  # hidden: its missing pattern never shows
+
+
+def test_calibration_stats_of_a_calibrated_and_an_overconfident_model():
+    from mosaic_hpc.evaluation.metrics import calibration_stats
+    from mosaic_hpc.schema import CatalogSchema, ModalitySpec
+
+    schema = CatalogSchema((ModalitySpec("scalars", "scalars", 2, "", columns=("redshift", "mass")),))
+    rng = np.random.default_rng(3)
+    n = 20_000
+    mu = rng.normal(size=(n, 2))
+    truth = {"scalars": mu + rng.normal(size=(n, 2))}  # truth ~ N(mu, 1)
+    given = np.zeros((n, 2), bool)
+    given[:, 1] = True  # mass given: not a prediction, not scored
+    good = Prediction({"scalars": mu}, {"scalars": np.ones((n, 2))}, {"scalars": given})
+    cal = calibration_stats(good, truth, schema)
+    assert set(cal) == {"redshift"}
+    assert cal["redshift"]["pit_ks"] < 0.015 and cal["redshift"]["n"] == n
+    assert cal["redshift"]["coverage_68"] == pytest.approx(0.68, abs=0.01)
+    assert cal["redshift"]["coverage_95"] == pytest.approx(0.95, abs=0.01)
+    tight = Prediction({"scalars": mu}, {"scalars": np.full((n, 2), 0.5)}, {"scalars": given})
+    over = calibration_stats(tight, truth, schema)["redshift"]
+    assert over["pit_ks"] > 0.1 and over["coverage_68"] < 0.45  # sigma half the true spread
+    assert calibration_stats(Prediction({"scalars": mu}, None, {"scalars": given}), truth, schema) == {}

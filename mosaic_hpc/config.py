@@ -99,6 +99,10 @@ class MaskConfig:
     p_partial: float = 0.0
     """In a condition mask, the chance that a given vector is given only on one side of a random
     cut along its axis (as "SFH before 10 Gyr given"), the other side hidden."""
+    max_given: int = 0
+    """Most units a condition mask gives (0: all but one). The number given is uniform over
+    1 .. max_given, so a small cap trains the sparse questions users ask most (photo-z from LSST,
+    SFH from a stellar mass) more often; richer inputs still come from the hierarchical share."""
 
     def __post_init__(self) -> None:
         for key in ("p_modality", "p_scalar", "span_ratio", "p_condition", "p_partial"):
@@ -106,6 +110,7 @@ class MaskConfig:
             _check(0.0 <= v <= 1.0, f"masking.{key}", "must be in [0, 1]")
         for name, v in self.p_modality_overrides.items():
             _check(0.0 <= v <= 1.0, f"masking.p_modality_overrides.{name}", "must be in [0, 1]")
+        _check(self.max_given >= 0, "masking.max_given", "must be >= 0")
 
     def modality_probability(self, name: str) -> float:
         """Whole-modality mask probability of modality ``name``."""

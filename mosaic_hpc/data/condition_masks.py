@@ -7,10 +7,10 @@ one draw in 30, and then with a span hiding two of the six bands. Condition mask
 questions directly, as 4M (Mizrahi et al. 2023) samples input and target modalities and Simformer
 (Gloeckler et al. 2024) samples condition masks: for a share ``p_condition`` of galaxies, the
 quantities are split into *units* (every scalar column on its own, every vector modality as a
-whole), a number of given units k is drawn uniformly from 1 .. U-1, a uniformly random k of the U
-units are given and the others hidden whole. Each given vector is, with probability ``p_partial``,
-given only on one side of a random cut (a prefix or a suffix of its axis, as "SFH before 10 Gyr
-given"), the rest hidden.
+whole), a number of given units k is drawn uniformly from 1 .. U-1 (or 1 .. ``max_given``), a
+uniformly random k of the U units are given and the others hidden whole. Each given vector is,
+with probability ``p_partial``, given only on one side of a random cut (a prefix or a suffix of
+its axis, as "SFH before 10 Gyr given"), the rest hidden.
 
 Every non-empty proper subset of units has non-zero probability, so the paper's five evaluation
 configurations are among them and so is any other a user names. Draws come from the same keyed
@@ -37,9 +37,12 @@ class ConditionMasker:
         p_partial: chance that a given vector is given only on one side of a random cut.
         counter: first keyed-random counter of this masker's draws (disjoint from the
             hierarchical masker's).
+        max_given: most units given (0 or more than U-1: U-1).
     """
 
-    def __init__(self, schema: CatalogSchema, p_condition: float, p_partial: float, counter: int) -> None:
+    def __init__(
+        self, schema: CatalogSchema, p_condition: float, p_partial: float, counter: int, max_given: int = 0
+    ) -> None:
         self.schema = schema
         self.p_condition = float(p_condition)
         self.p_partial = float(p_partial)
@@ -51,6 +54,8 @@ class ConditionMasker:
             else:
                 self.units.append((spec.name, None))
         self.vectors = [name for name, col in self.units if col is None]
+        n_units = len(self.units)
+        self.max_given = min(max_given, n_units - 1) if max_given > 0 else n_units - 1
         self._c_choose = counter  # condition or not
         self._c_count = counter + 1  # number of given units
         self._c_order = counter + 2  # one key per unit: the k smallest are given
@@ -70,7 +75,7 @@ class ConditionMasker:
     def __call__(self, keys: np.ndarray) -> dict[str, np.ndarray]:
         """Condition masks for every row of ``keys``, [B, L] bool per modality."""
         n, n_units = len(keys), len(self.units)
-        n_given = 1 + np.floor(keyed_random.uniform(keys, self._c_count, 1)[:, 0] * (n_units - 1)).astype(np.int64)
+        n_given = 1 + np.floor(keyed_random.uniform(keys, self._c_count, 1)[:, 0] * self.max_given).astype(np.int64)
         order = keyed_random.uniform(keys, self._c_order, n_units)  # [B, U]
         rank = np.argsort(np.argsort(order, axis=1), axis=1)  # rank of each unit's key in its row
         given = rank < n_given[:, None]  # [B, U]: k uniformly random units

@@ -60,7 +60,11 @@ class HierarchicalMasker:
         # [n * offset[k], n * offset[k + 1]) for a batch of n rows.
         self._offsets = np.concatenate([[0], np.cumsum([spec.length for spec in schema])]).astype(np.int64)
         self.condition = ConditionMasker(
-            schema, self.config.p_condition, self.config.p_partial, counter=_BLOCK * (len(schema) + 1)
+            schema,
+            self.config.p_condition,
+            self.config.p_partial,
+            counter=_BLOCK * (len(schema) + 1),
+            max_given=self.config.max_given,
         )
 
     def budget(self, length: int) -> int:

@@ -97,3 +97,10 @@ def test_condition_masks_are_a_function_of_the_row_not_the_batch():
 def test_condition_keys_are_checked(key):
     with pytest.raises(ValueError, match=f"masking.{key} must be in"):
         MaskConfig(**{key: 1.5})
+
+
+def test_max_given_caps_the_number_of_given_units():
+    masks = HierarchicalMasker(SCHEMA, MaskConfig(p_condition=1.0, max_given=2), seed=2)(np.arange(N), epoch=0)
+    k = _given_units(masks).sum(axis=1)
+    assert set(np.unique(k)) == {1, 2}
+    assert abs((k == 1).mean() - 0.5) < 0.02

@@ -5,9 +5,13 @@ have; NaN = missing value; /stats not needed). --given restricts what the model 
 --given lsst,spherex or --given "lsst,sfh[t>=10Gyr]" (default: everything in the file).
 The output holds /predictions/<name> [N, L], /sigma/<name> with Gaussian heads, /given/<name>
 (True where the value was an input) and the axes, written atomically.
+--format qp writes instead the predictive distribution of one hidden scalar (--scalar, default
+redshift) as a qp ensemble (one Gaussian per galaxy, ``qp.read(path)`` reads it; needs a run with
+Gaussian heads and the 'rail' extra), the exchange format of LSST DESC RAIL.
 
 Example:
   mosaic-hpc predict --run runs/quickstart --input my_galaxies.h5 --given lsst --out pred.h5
+  mosaic-hpc predict --run runs/photoz --input dc2.h5 --given lsst,lsst_err --format qp --out pz.hdf5
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output HDF5 file")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--format", choices=("hdf5", "qp"), default="hdf5", help="every modality (hdf5) or one qp p(x)")
+    p.add_argument("--scalar", default="redshift", help="with --format qp: the scalar column (default redshift)")
 
 
 def read_inputs(path: Path, schema) -> dict:
@@ -60,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
     predictor = load_run(args.run)
     inputs = read_inputs(args.input, predictor.schema)
     pred = predictor.predict(inputs, given=f"given={args.given}" if args.given else None, batch_size=args.batch_size)
+    if args.format == "qp":
+        from ..evaluation.pdf import scalar_ensemble, write_ensemble
+
+        write_ensemble(scalar_ensemble(pred, predictor.schema, args.scalar), args.out)
+        print(f"predicted p({args.scalar}) for {len(pred.given[predictor.schema.names[0]])} galaxies -> {args.out}")
+        return 0
     tmp = args.out.with_name(args.out.name + ".tmp")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -23,6 +23,7 @@ from ..catalog import CatalogWriter, default_norm_modes, stats_from_running
 from ..normalization import RunningStats
 from .config import GENERATOR_VERSION, NOISE_MODELS, MockConfig
 from .pipeline import MockContext, preselection_limit, simulate_chunk
+from .variants import variant_config
 
 # Environment variables by which common launchers announce the world size (MPICH/PALS, Open
 # MPI, PMIx, SLURM srun). mpi4py is imported only when one of them says there is more than one rank.
@@ -119,6 +120,7 @@ def make_mock_catalog(
     overwrite: bool = False,
     progress: bool = True,
     comm=None,
+    variant: str = "default",
 ) -> dict[str, list[Path]]:
     """Generate a mock catalog of ``n_galaxies`` magnitude-selected galaxies (train + test).
 
@@ -132,6 +134,9 @@ def make_mock_catalog(
         overwrite: replace the catalog files of a non-empty ``out_dir``.
         progress: show a progress bar (rank 0 only).
         comm: an mpi4py communicator, or None for one process.
+        variant: ``"default"`` (the recipe of config.py) or an opt-in variant of
+            ``variants.VARIANTS``, e.g. ``"survey"`` (per-galaxy randomised SED choices, photerr
+            LSST noise); the default catalog does not depend on the variants' code.
 
     Returns:
         Split name -> files written by this rank.
@@ -142,6 +147,7 @@ def make_mock_catalog(
     out_dir = Path(out_dir)
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     _check_inputs(out_dir, n_galaxies, seed, test_fraction, noise, overwrite)  # same verdict on every rank
+    variant_cfg = variant_config(variant)
     problem = None
     if rank == 0:
         try:
@@ -155,7 +161,7 @@ def make_mock_catalog(
     if problem is not None:
         raise ValueError(problem)
 
-    ctx = MockContext.build(MockConfig())
+    ctx = MockContext.build(MockConfig(), variant_cfg)
     schema = ctx.schema()
     n_rank = _share(n_galaxies, rank, size)
     n_test_rank = _share(round(n_galaxies * float(test_fraction)), rank, size)
@@ -169,6 +175,8 @@ def make_mock_catalog(
     else:
         paths = {s: out_dir / f"{s}.h5" for s in ("train", "test")}
     attrs = _file_attrs(ctx, seed, noise, rank, size, n_galaxies, test_fraction)
+    if variant_cfg is not None:  # the default catalog's attributes stay as they were
+        attrs.update(variant_cfg.provenance())
     writers: dict[str, CatalogWriter] = {}
     error: BaseException | None = None
     try:

@@ -186,14 +186,25 @@ def model_inputs(rows: dict[str, np.ndarray], fill: photoz.NonDetectionFill) -> 
 
 
 def mock_as_dc2(
-    mock_dir: Path, schema: CatalogSchema, m5: np.ndarray, fill: photoz.NonDetectionFill, seed: int
+    mock_dir: Path,
+    schema: CatalogSchema,
+    m5: np.ndarray,
+    fill: photoz.NonDetectionFill,
+    seed: int,
+    variant: str = "default",
 ) -> dict[str, np.ndarray]:
-    """Rows of a noise-free mock catalog (both splits) observed like DC2, in the DC2 schema."""
+    """Rows of a noise-free mock catalog (both splits) observed like DC2, in the DC2 schema.
+
+    Noise at the depths fitted to DC2: the Ivezic+19 model of ``photoz.observe`` (default variant)
+    or photerr's LSST error model (survey variant, ``variants.lsst_photerr``).
+    """
+    from mosaic_hpc.data.mock.variants import lsst_photerr
+
     rng = np.random.default_rng(seed)
     parts = [Catalog.open(mock_dir, s).read_all(["scalars", "lsst"]) for s in ("train", "test")]
     true_mag = np.concatenate([p["lsst"] for p in parts]).astype(np.float64)
     z = np.concatenate([p["scalars"][:, :1] for p in parts])  # column 0 is redshift (mock schema)
-    mag, err = photoz.observe(true_mag, m5, rng)
+    mag, err = photoz.observe(true_mag, m5, rng) if variant == "default" else lsst_photerr(true_mag, rng, m5)
     keep = np.isfinite(true_mag).all(axis=1)
     rows = model_inputs({"scalars": z, "lsst": mag, "lsst_err": err}, fill)
     return {name: rows[name][keep] for name in schema.names}
@@ -399,14 +410,20 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         t = time.perf_counter()
         mock_raw = work / "mock_truth"
         make_mock_catalog(
-            mock_raw, quick.get("n_mock", args.n_mock), seed=args.seed, noise="none", overwrite=True, progress=False
+            mock_raw,
+            quick.get("n_mock", args.n_mock),
+            seed=args.seed,
+            noise="none",
+            overwrite=True,
+            progress=False,
+            variant=args.mock_variant,
         )
-        mock_rows = mock_as_dc2(mock_raw, schema, m5, fill, args.seed)
+        mock_rows = mock_as_dc2(mock_raw, schema, m5, fill, args.seed, args.mock_variant)
         n_mock_test = max(len(mock_rows["scalars"]) // 10, 1)
         mock_dir = work / "mock_dc2"
         for f in ("train.h5", "test.h5"):
             (mock_dir / f).unlink(missing_ok=True)
-        attrs = {"source": "mock catalog observed with the DC2 error model"}
+        attrs = {"source": f"mock catalog ({args.mock_variant} variant) observed with the DC2 depths"}
         split = {
             s: {k: v[sl] for k, v in mock_rows.items()}
             for s, sl in (("train", slice(n_mock_test, None)), ("test", slice(0, n_mock_test)))
@@ -422,14 +439,15 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         ft_mask = parse_mask_overrides(args.finetune_mask)
         ft_cfg = finetune_config(cfg, quick.get("finetune_steps", args.finetune_steps), args.finetune_lr, ft_mask)
         members = []
-        timings["finetune_s"] = 0.0
+        timings["finetune_s"] = 0.0  # --ensemble 0: mock-only ablations, no fine-tuning
         for i in range(args.ensemble):
             member_cfg = dataclasses.replace(ft_cfg, train=dataclasses.replace(ft_cfg.train, seed=args.seed + i))
             run_dir = work / f"run_finetune_{i}"
             timings["finetune_s"] += train_mosaic(member_cfg, dc2_dir, run_dir, init_from=work / "run_pretrain")
             members.append(run_dir)
         member_preds = [predict_splits(lambda rows, d=d: predict_mosaic(d, rows)) for d in members]
-        record_scores("mosaic_pretrained", {s: mosaic_estimate([p[s] for p in member_preds]) for s in evals})
+        if members:
+            record_scores("mosaic_pretrained", {s: mosaic_estimate([p[s] for p in member_preds]) for s in evals})
         if args.ensemble > 1:  # the first member alone: what the ensemble adds
             record_scores("mosaic_pretrained_single", {s: mosaic_estimate([member_preds[0][s]]) for s in evals})
     timings["total_s"] = time.perf_counter() - t0
@@ -448,6 +466,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "knn_k": int(models["knn"][-1].n_neighbors),
         "flexzboost": None if args.no_flexzboost else {**FLEXZBOOST, **extra["flexzboost_chosen"]},
         "n_mock": None if args.no_pretrain else quick.get("n_mock", args.n_mock),
+        "mock_variant": None if args.no_pretrain else args.mock_variant,
         "n_train": len(train_raw["scalars"]),
         "n_fit": len(fit_idx),
         "n_val": len(val_idx),
@@ -608,6 +627,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-steps", type=int, default=3000, help="steps of pretraining on the mock catalog")
     p.add_argument("--n-mock", type=int, default=100_000, help="galaxies of the mock catalog for pretraining")
     p.add_argument("--no-pretrain", action="store_true", help="skip the mock-pretrained variant")
+    p.add_argument(
+        "--mock-variant",
+        choices=("default", "survey"),
+        default="default",
+        help="mock recipe of the pretraining catalog (make-catalog --variant)",
+    )
     p.add_argument("--n-trees", type=int, default=200, help="random-forest trees")
     p.add_argument("--seed", type=int, default=0, help="seeds MOSAIC, the forest and the mock catalog")
     p.add_argument("--finetune-steps", type=int, default=4000, help="fine-tuning steps on DC2 after pretraining")
@@ -620,7 +645,9 @@ def main(argv: list[str] | None = None) -> int:
         help="fine-tuning whole-modality mask probabilities over the config's, NAME=P,... ('' = the config's); "
         "default: the photo-z task exactly (redshift always hidden, photometry always given)",
     )
-    p.add_argument("--ensemble", type=int, default=3, help="fine-tuned members (seeds seed, seed+1, ...), averaged")
+    p.add_argument(
+        "--ensemble", type=int, default=3, help="fine-tuned members (seeds seed, seed+1, ...); 0 = mock-only"
+    )
     p.add_argument("--no-scratch", action="store_true", help="skip the MOSAIC variant trained from scratch")
     p.add_argument("--no-flexzboost", action="store_true", help="skip FlexZBoost (about 3 CPU-minutes)")
     p.add_argument("--val-fraction", type=float, default=0.15, help="share of the training split held out")

@@ -23,7 +23,7 @@ from ..catalog import CatalogWriter, default_norm_modes, stats_from_running
 from ..normalization import RunningStats
 from .config import GENERATOR_VERSION, NOISE_MODELS, MockConfig
 from .pipeline import MockContext, preselection_limit, simulate_chunk
-from .variants import variant_config
+from .variants import SurveyVariant, variant_config
 
 # Environment variables by which common launchers announce the world size (MPICH/PALS, Open
 # MPI, PMIx, SLURM srun). mpi4py is imported only when one of them says there is more than one rank.
@@ -120,7 +120,7 @@ def make_mock_catalog(
     overwrite: bool = False,
     progress: bool = True,
     comm=None,
-    variant: str = "default",
+    variant: str | SurveyVariant = "default",
 ) -> dict[str, list[Path]]:
     """Generate a mock catalog of ``n_galaxies`` magnitude-selected galaxies (train + test).
 
@@ -136,7 +136,8 @@ def make_mock_catalog(
         comm: an mpi4py communicator, or None for one process.
         variant: ``"default"`` (the recipe of config.py) or an opt-in variant of
             ``variants.VARIANTS``, e.g. ``"survey"`` (per-galaxy randomised SED choices, photerr
-            LSST noise); the default catalog does not depend on the variants' code.
+            LSST noise), or a ``SurveyVariant`` with other ranges; the default catalog does not
+            depend on the variants' code.
 
     Returns:
         Split name -> files written by this rank.

@@ -67,11 +67,34 @@ class SEDDraws:
         return SEDDraws(**{k: v[idx] for k, v in self.__dict__.items()})
 
 
-def variant_config(name: str) -> SurveyVariant | None:
-    """The variant object for ``name`` (None for the default recipe)."""
-    if name not in VARIANTS:
-        raise ValueError(f"mock variant must be one of {VARIANTS}, got {name!r}")
-    return None if name == "default" else SurveyVariant()
+def variant_config(variant: str | SurveyVariant) -> SurveyVariant | None:
+    """The variant object for a name of ``VARIANTS`` (None for the default recipe), or ``variant`` itself."""
+    if isinstance(variant, SurveyVariant):
+        return variant
+    if variant not in VARIANTS:
+        raise ValueError(f"mock variant must be one of {VARIANTS}, got {variant!r}")
+    return None if variant == "default" else SurveyVariant()
+
+
+def survey_variant(overrides: list[str]) -> SurveyVariant:
+    """``SurveyVariant`` with ``KEY=VALUE`` overrides (ranges as ``LO,HI``), e.g. ``["dust_slope=-0.7,0.3"]``."""
+    fields = {f.name: f for f in dataclasses.fields(SurveyVariant)}
+    values: dict[str, object] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"survey variant override {item!r}: expected KEY=VALUE with KEY in {sorted(fields)}")
+        default = getattr(SurveyVariant(), key)
+        try:
+            if isinstance(default, tuple):
+                values[key] = tuple(float(v) for v in text.split(","))
+                if len(values[key]) != 2:
+                    raise ValueError("a range needs LO,HI")
+            else:
+                values[key] = type(default)(text)
+        except ValueError as err:
+            raise ValueError(f"survey variant override {item!r}: {err}") from None
+    return dataclasses.replace(SurveyVariant(), **values)
 
 
 def randomise_galaxies(gal, variant: SurveyVariant, rng: np.random.Generator):

@@ -535,6 +535,12 @@ VAL_TABLE = (
 )
 
 
+def _table(scored: dict[str, dict[str, Any]], names: list[str], columns: tuple) -> list[str]:
+    """A markdown table, one row per method, one column per (heading, key, format) of ``columns``."""
+    rows = ["| method | " + " | ".join(h for h, _, _ in columns) + " |", "|---|" + "---|" * len(columns)]
+    return rows + [f"| {n} | " + " | ".join(_fmt(scored[n], k, f) for _, k, f in columns) + " |" for n in names]
+
+
 def results_markdown(res: dict[str, Any]) -> str:
     """The RESULTS.md section: command, machine, tables of all methods of this run, PIT histograms, goals."""
     m = res["machine"]
@@ -568,26 +574,15 @@ def results_markdown(res: dict[str, Any]) -> str:
         "- point estimate: the median of the p(z) (FlexZBoost, MOSAIC), the prediction (kNN, forest); p(z) scores "
         "on z = 0-3, step 0.01; one scoring path (`photoz.score`, qp/RAIL metrics)",
         f"- time (wall, except cpu_total): {', '.join(f'{k[:-2]} {v:.0f} s' for k, v in res['timings'].items())}",
-        "",
-        "Test split:",
-        "",
-        "| method | " + " | ".join(h for h, _, _ in TABLE) + " |",
-        "|---|" + "---|" * len(TABLE),
     ]
     names = [n for n in METHOD_ORDER if n in res["methods"]] + [n for n in res["methods"] if n not in METHOD_ORDER]
-    for name in names:
-        r = res["methods"][name]
-        lines.append(f"| {name} | " + " | ".join(_fmt(r, k, f) for _, k, f in TABLE) + " |")
+    lines += ["", "Test split:", "", *_table(res["methods"], names, TABLE)]
     lines += [
         "",
         "Validation split (what the choices were made on):",
         "",
-        "| method | " + " | ".join(h for h, _, _ in VAL_TABLE) + " |",
-        "|---|" + "---|" * len(VAL_TABLE),
+        *_table(res["val_methods"], names, VAL_TABLE),
     ]
-    for name in names:
-        r = res["val_methods"][name]
-        lines.append(f"| {name} | " + " | ".join(_fmt(r, k, f) for _, k, f in VAL_TABLE) + " |")
     lines += [
         "",
         "PIT histograms on the test split (density in 10 bins of [0, 1]; 1.0 everywhere when calibrated):",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import itertools
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +29,9 @@ from mosaic_hpc.data.importer import import_catalog  # noqa: E402
 from mosaic_hpc.data.mock import make_mock_catalog  # noqa: E402
 from mosaic_hpc.evaluation import photoz  # noqa: E402
 
+sys.path.insert(0, str(REPO / "docs"))
+from make_mock_figures import binned_median  # noqa: E402
+
 COLOURS = ("u-g", "g-r", "r-i", "i-z", "z-y")
 Z_EDGES = np.arange(0.0, 3.01, 0.2)
 STYLE = {"DC2": ("k", "-"), "default": ("tab:blue", "--"), "survey": ("tab:red", "-.")}
@@ -42,14 +44,9 @@ def _benchmark():
     return module
 
 
-def binned(x: np.ndarray, y: np.ndarray, edges: np.ndarray = Z_EDGES, min_count: int = 20) -> np.ndarray:
-    """[4, n] bin centre, median, 16th and 84th percentile of y in bins of x (sparse bins dropped)."""
-    out = []
-    for lo, hi in itertools.pairwise(edges):
-        sel = (x >= lo) & (x < hi) & np.isfinite(y)
-        if sel.sum() >= min_count:
-            out.append((0.5 * (lo + hi), *np.percentile(y[sel], [50, 16, 84])))
-    return np.array(out).T if out else np.empty((4, 0))
+def binned(x: np.ndarray, y: np.ndarray, edges: np.ndarray = Z_EDGES) -> np.ndarray:
+    """[4, n] bin centre, median, 16th and 84th percentile of y in bins of x (bins under 20 galaxies dropped)."""
+    return binned_median(x, y, edges, min_count=20)
 
 
 def load(work: Path, n_galaxies: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

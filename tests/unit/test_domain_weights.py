@@ -16,7 +16,9 @@ def test_resampled_source_follows_the_target():
     drawn = source[res.index]
     np.testing.assert_allclose(drawn.mean(axis=0), [0.8, -0.5], atol=0.12)
     np.testing.assert_allclose(drawn.std(axis=0), 0.7, atol=0.12)
-    assert res.auc > 0.7 and res.weights.mean() == pytest.approx(1.0) and res.weights.max() <= 22.0  # capped at 20, then renormalised
+    assert (
+        res.auc > 0.7 and res.weights.mean() == pytest.approx(1.0) and res.weights.max() <= 22.0
+    )  # capped at 20, then renormalised
     assert 0.05 < res.effective_fraction < 0.9
 
 

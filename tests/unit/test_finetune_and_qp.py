@@ -37,6 +37,10 @@ def _sets(*extra: str) -> list[str]:
     return [a for s in (*SMALL, *extra) for a in ("--set", s)]
 
 
+def _train(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return _cli("train", "--config", str(CONFIG), "--data", str(data), "--out", str(out), *extra)
+
+
 @pytest.fixture(scope="module")
 def photometry() -> Photometry:
     return Photometry.from_rail(
@@ -60,18 +64,7 @@ def photoz_catalog(tmp_path_factory, photometry) -> Path:
 @pytest.fixture(scope="module")
 def photoz_run(tmp_path_factory, photoz_catalog) -> Path:
     run = tmp_path_factory.mktemp("photoz_run")
-    res = _cli(
-        "train",
-        "--config",
-        str(CONFIG),
-        "--data",
-        str(photoz_catalog),
-        "--out",
-        str(run),
-        "--max-steps",
-        "200",
-        *_sets("train.lr=0.003"),
-    )
+    res = _train(photoz_catalog, run, "--max-steps", "200", *_sets("train.lr=0.003"))
     assert res.returncode == 0, res.stderr[-3000:]
     return run
 
@@ -84,10 +77,10 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 def test_init_from_starts_from_the_weights_with_a_fresh_optimizer(photoz_run, photoz_catalog, tmp_path):
     ft, fresh = tmp_path / "ft", tmp_path / "fresh"
-    common = ["--config", str(CONFIG), "--data", str(photoz_catalog), "--max-steps", "2", *_sets("train.lr=0.00001")]
-    res = _cli("train", *common, "--out", str(ft), "--init-from", str(photoz_run))
+    common = ["--max-steps", "2", *_sets("train.lr=0.00001")]
+    res = _train(photoz_catalog, ft, *common, "--init-from", str(photoz_run))
     assert res.returncode == 0, res.stderr[-3000:]
-    assert _cli("train", *common, "--out", str(fresh)).returncode == 0
+    assert _train(photoz_catalog, fresh, *common).returncode == 0
     pre, after, scratch = _weights(photoz_run), _weights(ft), _weights(fresh)
 
     def dist(a, b):
@@ -103,17 +96,7 @@ def test_init_from_starts_from_the_weights_with_a_fresh_optimizer(photoz_run, ph
 
 
 def test_init_from_names_both_sides_of_a_schema_mismatch(tiny_run_dir, photoz_catalog, tmp_path):
-    res = _cli(
-        "train",
-        "--config",
-        str(CONFIG),
-        "--data",
-        str(photoz_catalog),
-        "--out",
-        str(tmp_path / "x"),
-        "--init-from",
-        str(tiny_run_dir),
-    )
+    res = _train(photoz_catalog, tmp_path / "x", "--init-from", str(tiny_run_dir))
     assert res.returncode == 2
     line = res.stderr.strip().splitlines()[-1]
     assert "schema mismatch" in line and str(tiny_run_dir) in line and str(photoz_catalog) in line
@@ -121,18 +104,7 @@ def test_init_from_names_both_sides_of_a_schema_mismatch(tiny_run_dir, photoz_ca
 
 
 def test_init_from_with_another_model_config_is_a_clear_error(photoz_run, photoz_catalog, tmp_path):
-    res = _cli(
-        "train",
-        "--config",
-        str(CONFIG),
-        "--data",
-        str(photoz_catalog),
-        "--out",
-        str(tmp_path / "x"),
-        "--init-from",
-        str(photoz_run),
-        *_sets("model.d_model=32"),
-    )
+    res = _train(photoz_catalog, tmp_path / "x", "--init-from", str(photoz_run), *_sets("model.d_model=32"))
     assert res.returncode == 2
     assert "do not fit this run's model config" in res.stderr and "config.yaml" in res.stderr
 

@@ -10,29 +10,21 @@ import numpy as np
 import pytest
 
 from mosaic_hpc.data.catalog import Catalog
-from mosaic_hpc.data.mock import make_mock_catalog
+from mosaic_hpc.data.mock import make_mock_catalog, pipeline
 from mosaic_hpc.data.mock.config import MockConfig
-from mosaic_hpc.data.mock.pipeline import (
-    MockContext,
-    draw_galaxies,
-    photometry_block,
-    preselection_limit,
-    simulate_chunk,
-    synthesize_block,
-)
 from mosaic_hpc.data.mock.spectra import synthesize
 from mosaic_hpc.data.mock.variants import SurveyVariant, draw_sed, lsst_photerr, tilted_k, variant_config
 
 
 @pytest.fixture(scope="module")
-def ctx() -> MockContext:
-    return MockContext.build(MockConfig(), SurveyVariant())
+def ctx() -> pipeline.MockContext:
+    return pipeline.MockContext.build(MockConfig(), SurveyVariant())
 
 
-def test_per_galaxy_synthesis_with_neutral_draws_equals_the_default(ctx: MockContext) -> None:
+def test_per_galaxy_synthesis_with_neutral_draws_equals_the_default(ctx: pipeline.MockContext) -> None:
     """Arrays of the default values (no tilt, the config's eta, nebular x 1) give the default spectra."""
     rng = np.random.default_rng(0)
-    gal = draw_galaxies(ctx, rng, rng, 400)
+    gal = pipeline.draw_galaxies(ctx, rng, rng, 400)
     n_bins = ctx.ssp.edges_steps.size - 1
     mass = rng.uniform(0.0, 1e8, (gal.z.size, n_bins))
     iz, wz = ctx.ssp.metallicity_weights(gal.log_z)
@@ -48,7 +40,7 @@ def test_per_galaxy_synthesis_with_neutral_draws_equals_the_default(ctx: MockCon
     assert np.all(brighter >= plain * (1 - 1e-6)) and (brighter > plain * 1.01).any()
 
 
-def test_tilt_keeps_a_v_and_steepens_the_uv(ctx: MockContext) -> None:
+def test_tilt_keeps_a_v_and_steepens_the_uv(ctx: pipeline.MockContext) -> None:
     k = tilted_k(ctx.k_over_rv, ctx.ssp.wave, np.array([-0.5, 0.0, 0.3]))
     v = np.argmin(np.abs(ctx.ssp.wave - 5500.0))
     uv = np.argmin(np.abs(ctx.ssp.wave - 1500.0))
@@ -77,24 +69,24 @@ def test_photerr_noise_at_the_depth_is_a_fifth_of_a_magnitude() -> None:
     assert np.array_equal(np.isnan(fmag), np.isnan(ferr))
 
 
-def test_the_variant_loses_no_galaxy_to_the_preselection(ctx: MockContext) -> None:
+def test_the_variant_loses_no_galaxy_to_the_preselection(ctx: pipeline.MockContext) -> None:
     """The pre-cut is the default recipe's; the variant's brightest draws must still fall below the cut."""
-    z_lim, m_lim = preselection_limit(ctx)
+    z_lim, m_lim = pipeline.preselection_limit(ctx)
     rng = np.random.default_rng(5)
-    gal = draw_galaxies(ctx, rng, rng, 6000)
+    gal = pipeline.draw_galaxies(ctx, rng, rng, 6000)
     below = np.flatnonzero(gal.log_mstar < np.interp(gal.z, z_lim, m_lim))[:3000]
     g = gal.take(below)
     sed = draw_sed(ctx.variant, rng, below.size)
-    _, lum, _ = synthesize_block(ctx, g, rng, sed, rng)
-    mags = photometry_block(ctx, g, lum, sed.igm_scale)
+    _, lum, _ = pipeline.synthesize_block(ctx, g, rng, sed, rng)
+    mags = pipeline.photometry_block(ctx, g, lum, sed.igm_scale)
     assert np.nanmin(mags[:, ctx.i_index]) > ctx.cfg.selection_max_mag
 
 
-def test_chunks_are_reproducible_and_photerr_noisy(ctx: MockContext) -> None:
-    limit = preselection_limit(ctx)
+def test_chunks_are_reproducible_and_photerr_noisy(ctx: pipeline.MockContext) -> None:
+    limit = pipeline.preselection_limit(ctx)
     small = dataclasses.replace(ctx, cfg=dataclasses.replace(ctx.cfg, chunk_candidates=3000))
-    a = simulate_chunk(small, np.random.SeedSequence(3).spawn(1)[0], "lsst10", limit)
-    b = simulate_chunk(small, np.random.SeedSequence(3).spawn(1)[0], "lsst10", limit)
+    a = pipeline.simulate_chunk(small, np.random.SeedSequence(3).spawn(1)[0], "lsst10", limit)
+    b = pipeline.simulate_chunk(small, np.random.SeedSequence(3).spawn(1)[0], "lsst10", limit)
     assert a["scalars"].shape[0] > 100
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])

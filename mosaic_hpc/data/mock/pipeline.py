@@ -273,16 +273,13 @@ def simulate_chunk(
     else:  # a fifth stream: the first four (and so halos and masses) are those of the default recipe
         rng_halo, rng_gal, rng_sfh, rng_noise, rng_variant = (np.random.default_rng(s) for s in seq.spawn(5))
     gal = draw_galaxies(ctx, rng_halo, rng_gal, cfg.chunk_candidates)
-    sed_all = None
     if ctx.variant is not None:
         gal = randomise_galaxies(gal, ctx.variant, rng_variant)
-        sed_all = draw_sed(ctx.variant, rng_variant, cfg.chunk_candidates)
     keep = np.flatnonzero(gal.log_mstar >= np.interp(gal.z, *limit))
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, keep.size, cfg.sps_block):
-        block = keep[start : start + cfg.sps_block]
-        g = gal.take(block)
-        sed = None if sed_all is None else sed_all.take(block)
+        g = gal.take(keep[start : start + cfg.sps_block])
+        sed = None if ctx.variant is None else draw_sed(ctx.variant, rng_variant, g.z.size)
         sfr, lum, t_obs = synthesize_block(ctx, g, rng_sfh, sed, rng_variant)
         mags = photometry_block(ctx, g, lum, None if sed is None else sed.igm_scale)
         if noise == "lsst10":

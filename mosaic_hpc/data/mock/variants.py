@@ -63,9 +63,6 @@ class SEDDraws:
     igm_scale: np.ndarray
     nebular_scale: np.ndarray
 
-    def take(self, idx: np.ndarray) -> SEDDraws:
-        return SEDDraws(**{k: v[idx] for k, v in self.__dict__.items()})
-
 
 def variant_config(variant: str | SurveyVariant) -> SurveyVariant | None:
     """The variant object for a name of ``VARIANTS`` (None for the default recipe), or ``variant`` itself."""

@@ -37,6 +37,8 @@ from mosaic_hpc.evaluation.pdf import mixture_ensemble
 from mosaic_hpc.rail_bridge import MemberPredictor, MosaicRailModel, Photometry, train_members
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "photoz_dc2.yaml"  # in a checkout
+# RAIL's shared photometry options, the same for both stages (a model is only valid for its bands)
+PHOTOMETRY_OPTIONS = {k: SHARED_PARAMS for k in ("nondetect_val", "mag_limits", "bands", "err_bands")}
 
 
 class MosaicModelHandle(ModelHandle):
@@ -82,11 +84,8 @@ class MosaicInformer(CatInformer):
         zmin=SHARED_PARAMS,
         zmax=SHARED_PARAMS,
         nzbins=SHARED_PARAMS,
-        nondetect_val=SHARED_PARAMS,
-        mag_limits=SHARED_PARAMS,
-        bands=SHARED_PARAMS,
-        err_bands=SHARED_PARAMS,
         redshift_col=SHARED_PARAMS,
+        **PHOTOMETRY_OPTIONS,
         mosaic_config=Param(str, "", msg="MOSAIC run config YAML (default: configs/photoz_dc2.yaml of the checkout)"),
         config_overrides=Param(dict, {}, msg="dotted MOSAIC config keys to override, e.g. {'train.max_steps': 500}"),
         run_dir=Param(str, "mosaic_rail_run", msg="directory of the trained runs (member_0, member_1, ...)"),
@@ -121,10 +120,7 @@ class MosaicEstimator(CatEstimator):
     inputs = [("model", MosaicModelHandle), ("input", CatEstimator.inputs[1][1])]
     config_options = CatEstimator.config_options.copy()
     config_options.update(
-        nondetect_val=SHARED_PARAMS,
-        mag_limits=SHARED_PARAMS,
-        bands=SHARED_PARAMS,
-        err_bands=SHARED_PARAMS,
+        **PHOTOMETRY_OPTIONS,
         batch_size=Param(int, 4096, msg="galaxies per MOSAIC forward pass"),
     )
 

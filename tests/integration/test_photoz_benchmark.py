@@ -59,7 +59,10 @@ def test_quick_benchmark_gives_finite_metrics_for_every_method(tmp_path):
     data = json.loads((out / "results.json").read_text())
     methods, val_methods = data["methods"], data["val_methods"]
     expected = {"flexzboost", "knn", "random_forest", "mosaic", "mosaic_pretrained", "mosaic_pretrained_single"}
-    assert set(methods) == expected | {"mock_only"}
+    assert set(methods) == expected | {"mock_only_default", "mock_only_survey_reweight"}
+    assert data["pretrain_chosen"] in ("default", "survey+reweight")
+    rw = data["mock_reweight"]["survey+reweight"]
+    assert 0.0 < rw["effective_fraction"] <= 1.0 and 0.0 <= rw["auc"] <= 1.0
     assert set(val_methods) == set(methods)
     # validation rows: part of the training split, held out of the fitting rows, scored apart from test
     val_rows = np.array(data["val_rows"])
@@ -71,7 +74,7 @@ def test_quick_benchmark_gives_finite_metrics_for_every_method(tmp_path):
         assert m["n"] == data["n_test"]
         assert val_methods[name]["n"] == data["n_val"]
     # one scoring path: every p(z) method (FlexZBoost through RAIL, MOSAIC) has every p(z) score
-    for name in ("flexzboost", "mosaic", "mosaic_pretrained", "mock_only"):
+    for name in ("flexzboost", "mosaic", "mosaic_pretrained", "mock_only_default", "mock_only_survey_reweight"):
         for key in PDF:
             assert math.isfinite(methods[name][key]) and math.isfinite(val_methods[name][key]), (name, key)
         hist = methods[name]["pit_histogram"]

@@ -570,6 +570,24 @@ def _table(scored: dict[str, dict[str, Any]], names: list[str], columns: tuple) 
     return rows + [f"| {n} | " + " | ".join(_fmt(scored[n], k, f) for _, k, f in columns) + " |" for n in names]
 
 
+def _pretraining(res: dict[str, Any]) -> str:
+    """The pretraining and fine-tuning line of the RESULTS section ("skipped" with --no-pretrain)."""
+    if res["pretrain_steps"] is None:
+        return "pretraining and fine-tuning skipped"
+    text = (
+        f"pretraining {res['pretrain_steps']} steps on {res['n_mock']} mock galaxies for each of "
+        f"{res['pretrain_mocks']} (reweighting: {res['mock_reweight']})"
+    )
+    if not res["ensemble"]:
+        return text + "; no fine-tuning (--ensemble 0)"
+    return (
+        f"{text}; fine-tuned from `{res['pretrain_chosen']}` (best validation sigma_NMAD of the mock-only "
+        f"rows), {res['ensemble']} member(s) (`--init-from`) of {res['finetune_steps']} steps at peak LR "
+        f"{res['finetune_lr']} with whole-modality masks {res['finetune_mask']} (seeds seed, seed+1, ...), "
+        "mixture of their Gaussians"
+    )
+
+
 def results_markdown(res: dict[str, Any]) -> str:
     """The RESULTS.md section: command, machine, tables of all methods of this run, PIT histograms, goals."""
     m = res["machine"]
@@ -584,13 +602,8 @@ def results_markdown(res: dict[str, Any]) -> str:
         f"- data: RAIL cosmoDC2 training split {res['n_train']} galaxies = {res['n_fit']} fitted on by every "
         f"method + {res['n_val']} validation ({res['val_fraction']:.0%}, split seed {res['split_seed']}, never "
         f"fitted on); test split {res['n_test']}",
-        f"- MOSAIC: config `{Path(res['config']).name}`; from scratch {scratch}; pretraining "
-        f"{res['pretrain_steps']} steps on {res['n_mock']} mock galaxies for each of {res['pretrain_mocks']} "
-        f"(reweighting: {res['mock_reweight']}); fine-tuned from `{res['pretrain_chosen']}` (best validation "
-        "sigma_NMAD of the mock-only rows), "
-        f"then {res['ensemble']} member(s) fine-tuned (`--init-from`) for {res['finetune_steps']} steps at peak LR "
-        f"{res['finetune_lr']} with whole-modality masks {res['finetune_mask']} (seeds seed, seed+1, ...), "
-        f"mixture of their Gaussians; kNN k = {res['knn_k']} (5-fold CV on the fitting rows)",
+        f"- MOSAIC: config `{Path(res['config']).name}`; from scratch {scratch}; {_pretraining(res)}; "
+        f"kNN k = {res['knn_k']} (5-fold CV on the fitting rows)",
         "- FlexZBoost (RAIL stages): "
         + (
             "skipped"

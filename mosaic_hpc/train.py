@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", default="auto", help="auto (latest checkpoint if any), none, or a checkpoint dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument(
+        "--init-from", type=Path, default=None, metavar="RUN", help="start from RUN's weights, fresh optimizer"
+    )
     # The deepspeed launcher appends --local_rank=N; the value comes from the environment anyway.
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return p
@@ -106,7 +109,15 @@ def _train(args: argparse.Namespace, cfg, env: DistEnv, factory) -> int:
     requeue = args.out / REQUEUE_FILE
     try:
         result = run_training(
-            cfg, args.data, args.out, env, factory, resume=args.resume, max_steps=args.max_steps, extra_sinks=sinks
+            cfg,
+            args.data,
+            args.out,
+            env,
+            factory,
+            resume=args.resume,
+            max_steps=args.max_steps,
+            extra_sinks=sinks,
+            init_from=args.init_from,
         )
     except NonFiniteLossError as err:
         return _fail(f"non-finite loss: {err}", EXIT_NONFINITE)

@@ -13,6 +13,7 @@ One-time tables are cached in $MOSAIC_CACHE_DIR (default ~/.cache/mosaic-hpc).
 
 examples:
   mosaic-hpc make-catalog --n-galaxies 20000 --out data/mock
+  mosaic-hpc make-catalog --n-galaxies 100000 --out data/mock_survey --variant survey
   mpiexec -n 8 mosaic-hpc make-catalog --n-galaxies 2000000 --out data/mock --seed 3
 """
 
@@ -22,6 +23,7 @@ import argparse
 from pathlib import Path
 
 from ..data.mock.config import NOISE_MODELS
+from ..data.mock.variants import VARIANTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=NOISE_MODELS,
         default="lsst10",
         help="photometric noise: LSST 10-year + SPHEREx all-sky depths (default), or none (truth)",
+    )
+    parser.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="default",
+        help="recipe: default, or survey (per-galaxy randomised dust, IGM, emission lines and stellar "
+        "populations; photerr LSST noise): a stand-in for survey photometry, see docs/mock_catalog.md",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace the catalog in a non-empty --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -57,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         comm=comm,
+        variant=args.variant,
     )
     if comm is None or comm.Get_rank() == 0:
         where = args.out if comm is not None else ", ".join(str(p) for ps in written.values() for p in ps)

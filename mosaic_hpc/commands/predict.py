@@ -10,6 +10,9 @@ Input (--input), one of:
 --given restricts what the model sees, e.g. --given lsst or --given "lsst,sfh[t>=10Gyr]"
 (default: every value in the input; a warning names the scalars that are then given, since their
 outputs only reconstruct the input).
+--format qp writes instead the predictive distribution of one hidden scalar (--scalar, default
+redshift) as a qp ensemble (one Gaussian per galaxy, ``qp.read(path)`` reads it; needs a run with
+Gaussian heads and the 'rail' extra), the exchange format of LSST DESC RAIL.
 
 Output (--out, by suffix): .h5 with /predictions/<name> [N, L], /sigma/<name> with Gaussian
 heads, /given/<name> (True where the value was an input), the axes and /columns/<name>; or
@@ -21,6 +24,7 @@ Examples:
   mosaic-hpc predict --run runs/quickstart --input my_galaxies.h5 --given lsst --out pred.h5
   mosaic-hpc predict --run runs/mine --input new.csv --mapping my_mapping.yaml --out pred.csv
   mosaic-hpc predict --run runs/mine --input new.parquet --mapping catalogs/mine --given lsst --out pred.parquet
+  mosaic-hpc predict --run runs/photoz --input dc2.h5 --given lsst,lsst_err --format qp --out pz.hdf5
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output file: .h5, .parquet or .csv")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument(
+        "--format",
+        choices=("values", "qp"),
+        default="values",
+        help="every modality, file type from the --out suffix (values), or one scalar as a qp p(x) (qp)",
+    )
+    p.add_argument("--scalar", default="redshift", help="with --format qp: the scalar column (default redshift)")
 
 
 def read_input(args: argparse.Namespace, schema):
@@ -101,6 +112,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"predict: {warning}", file=sys.stderr)
     given = f"given={args.given}" if args.given else None
     pred = predictor.predict(source.inputs, given=given, batch_size=args.batch_size)
+    if args.format == "qp":
+        from ..evaluation.pdf import scalar_ensemble, write_ensemble
+
+        write_ensemble(scalar_ensemble(pred, predictor.schema, args.scalar), args.out)
+        print(f"predicted p({args.scalar}) for {source.n_rows} galaxies -> {args.out}")
+        return 0
     attrs = {
         "run": str(predictor.checkpoint),
         "input": str(args.input),

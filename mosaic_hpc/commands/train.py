@@ -1,5 +1,8 @@
 """Train MOSAIC in one process (CPU or one GPU) with the plain PyTorch engine.
 
+--init-from RUN starts from another run's weights with a fresh optimizer (fine-tuning); the
+catalog must have the same modalities as RUN's and the config the same model section.
+
 For several GPUs or nodes use ``deepspeed mosaic_hpc/train.py --deepspeed_config ...`` or the
 launchers in launchers/. Resumes from RUN/checkpoints/latest unless --resume none.
 
@@ -14,6 +17,7 @@ magnitudes and redshifts as it does on the mock. Training validates on the catal
 Example:
   mosaic-hpc train --config tiny --data catalogs/mock --out runs/tiny --max-steps 200
   mosaic-hpc train --config configs/small.yaml --data catalogs/mine --out runs/mine
+  mosaic-hpc train --config tiny --data catalogs/survey --out runs/ft --init-from runs/tiny
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", default="auto", help="auto (latest checkpoint if any), none, or a checkpoint dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument(
+        "--init-from", type=Path, default=None, metavar="RUN", help="start from RUN's weights, fresh optimizer"
+    )
     p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (default 0: the idle cores)")
 
 
@@ -64,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = load_config(resolve_config(args.config), dict(parse_override(s) for s in args.set))
     set_threads(args.threads)
-    result = run_training(cfg, args.data, args.out, resume=args.resume, max_steps=args.max_steps)
+    result = run_training(
+        cfg, args.data, args.out, resume=args.resume, max_steps=args.max_steps, init_from=args.init_from
+    )
     print(f"trained {result.steps} steps; checkpoint: {result.last_checkpoint}")
     return 0

@@ -1,11 +1,17 @@
-"""Photometric-redshift tools: probabilistic scores, a photometric error model and baselines.
+"""Photometric-redshift tools: scores (qp/RAIL metrics), a photometric error model and baselines.
 
-Scores follow the photo-z literature (e.g. Schmidt et al. 2020, MNRAS 499, 1587, the LSST-DESC
-data challenge): point estimates by MAE and the :func:`~.metrics.photoz_stats` of
-dz = (z_phot - z) / (1 + z); Gaussian predictive distributions by the probability integral
-transform (PIT: the predictive CDF at the true redshift, uniform for a calibrated model), the
-Kolmogorov-Smirnov distance of the PITs from U(0, 1), and the continuous ranked probability
-score (CRPS, in units of redshift; for a point estimate it reduces to the absolute error).
+Scores follow the photo-z literature (Schmidt et al. 2020, MNRAS 499, 1587, the LSST-DESC data
+challenge) and are computed, where they exist there, by the libraries RAIL users score with:
+point estimates by MAE, the :func:`~.metrics.photoz_stats` of dz = (z_phot - z) / (1 + z)
+(sigma_NMAD and the LSST SRD outlier fraction |dz| > 0.15, kept because every photo-z table
+quotes them) and RAIL's point metrics (``qp.metrics``: sigma_IQR, and the Science Book outlier
+rate |dz| > max(0.06, 3 sigma_IQR)); predictive distributions, given as ``qp.Ensemble`` whatever
+the method (Gaussian, mixture, FlexZBoost's gridded p(z)), by the probability integral transform
+(PIT: the predictive CDF at the true redshift, uniform for a calibrated model) and its KS, CvM
+and AD statistics against U(0, 1) (``qp.metrics.PIT``), the conditional density estimation loss
+(Izbicki & Lee 2017, ``qp.metrics.CDELossMetric``), the Brier score (``qp.metrics.brier.Brier``
+over the grid's bins) and the continuous ranked probability score (CRPS, redshift units; qp has none, so it is
+integrated here from the ensemble's CDF on the same grid).
 
 The error model (Ivezic et al. 2019, ApJ 873, 111, Sec. 3.2.1) turns true magnitudes into LSST-like
 observed magnitudes with errors, so that a simulated catalog can carry the same inputs
@@ -16,53 +22,21 @@ forest; scikit-learn, imported lazily) use magnitudes, colours and errors as fea
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .metrics import photoz_stats
 
-SQRT_PI = math.sqrt(math.pi)
 MAG_PER_LN_FLUX = 2.5 / math.log(10.0)  # 1.0857: sigma_m = 1.0857 sigma_f / f for small errors
 LSST_GAMMA = (0.038, 0.039, 0.039, 0.039, 0.039, 0.039)  # Ivezic+19 Table 2, u g r i z y
 LSST_SIGMA_SYS = 0.005  # mag, systematic floor of Ivezic+19 Eq. 4
 SNR_LIMIT = 5.0  # depths m5 are 5-sigma point-source limits
-
-
-def _norm_cdf(x: np.ndarray) -> np.ndarray:
-    from scipy.special import ndtr
-
-    return ndtr(x)
-
-
-def _norm_pdf(x: np.ndarray) -> np.ndarray:
-    return np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-
-
-def pit_gaussian(mu: np.ndarray, sigma: np.ndarray, z_true: np.ndarray) -> np.ndarray:
-    """PIT = Phi((z - mu) / sigma): the predictive CDF evaluated at the truth, in [0, 1]."""
-    return _norm_cdf((np.asarray(z_true, np.float64) - mu) / np.asarray(sigma, np.float64))
-
-
-def crps_gaussian(mu: np.ndarray, sigma: np.ndarray, z_true: np.ndarray) -> np.ndarray:
-    """Closed-form CRPS of N(mu, sigma^2) at z (Gneiting et al. 2005, Eq. 5), per galaxy.
-
-    CRPS = sigma [w (2 Phi(w) - 1) + 2 phi(w) - 1 / sqrt(pi)], w = (z - mu) / sigma. Same unit as
-    z; lower is better; for sigma -> 0 it tends to |z - mu|.
-    """
-    sigma = np.asarray(sigma, np.float64)
-    w = (np.asarray(z_true, np.float64) - mu) / sigma
-    return sigma * (w * (2.0 * _norm_cdf(w) - 1.0) + 2.0 * _norm_pdf(w) - 1.0 / SQRT_PI)
-
-
-def ks_uniform(u: np.ndarray) -> float:
-    """Kolmogorov-Smirnov statistic sup |F_n(u) - u| of samples in [0, 1] against U(0, 1)."""
-    u = np.sort(np.asarray(u, np.float64))
-    n = u.size
-    if n == 0:
-        return float("nan")
-    i = np.arange(1, n + 1)
-    return float(max(np.max(i / n - u), np.max(u - (i - 1) / n)))
+# Redshift grid of the distribution scores: RAIL's DC2 defaults (zmin 0, zmax 3, 301 points), the
+# grid FlexZBoost evaluates its p(z) on; 0.01 in z, finer than any sigma scored here.
+Z_GRID = np.linspace(0.0, 3.0, 301)
 
 
 def pit_histogram(pit: np.ndarray, n_bins: int = 10) -> list[float]:
@@ -75,20 +49,95 @@ def pit_histogram(pit: np.ndarray, n_bins: int = 10) -> list[float]:
 
 
 def point_metrics(z_pred: np.ndarray, z_true: np.ndarray) -> dict[str, float]:
-    """MAE in redshift plus bias, sigma_NMAD and outlier fraction of dz/(1+z)."""
+    """MAE in redshift; bias, sigma_NMAD and SRD outlier fraction of dz/(1+z); RAIL's point metrics."""
+    from qp.metrics import PointOutlierRate, PointSigmaIQR
+
     z_pred, z_true = np.asarray(z_pred, np.float64), np.asarray(z_true, np.float64)
-    return {"mae": float(np.mean(np.abs(z_pred - z_true))), **photoz_stats(z_pred, z_true)}
-
-
-def gaussian_metrics(mu: np.ndarray, sigma: np.ndarray, z_true: np.ndarray, n_bins: int = 10) -> dict:
-    """Point metrics of the mean plus PIT histogram, its KS statistic and the mean CRPS."""
-    pit = pit_gaussian(mu, sigma, z_true)
     return {
-        **point_metrics(mu, z_true),
-        "crps": float(np.mean(crps_gaussian(mu, sigma, z_true))),
-        "pit_ks": ks_uniform(pit),
-        "pit_histogram": pit_histogram(pit, n_bins),
+        "mae": float(np.mean(np.abs(z_pred - z_true))),
+        **photoz_stats(z_pred, z_true),
+        "sigma_iqr": float(PointSigmaIQR().evaluate(z_pred, z_true)),
+        "outlier_rate_rail": float(PointOutlierRate().evaluate(z_pred, z_true)),
     }
+
+
+def bin_probabilities(ens: Any, z_grid: np.ndarray = Z_GRID) -> np.ndarray:
+    """[N, G - 1] probability of each galaxy's redshift in each bin of ``z_grid``, from the CDF.
+
+    Rows are renormalised to the mass inside the grid (a Gaussian's tail below z = 0 is not a
+    redshift). These, not densities, are what a Brier score compares with the one-hot truth:
+    ``qp.metrics.calculate_brier`` passes the pdf values on the grid instead (densities of order
+    1 / sigma, so its score grows with the sharpness of the p(z) and qp warns that they do not sum
+    to 1), hence qp's ``Brier`` is called here on the bin probabilities.
+    """
+    p = np.clip(np.diff(np.asarray(ens.cdf(z_grid), np.float64).reshape(ens.npdf, -1), axis=1), 0.0, None)
+    return p / np.maximum(p.sum(axis=1, keepdims=True), 1e-300)
+
+
+def crps_from_cdf(ens: Any, z_true: np.ndarray, z_grid: np.ndarray = Z_GRID) -> np.ndarray:
+    """CRPS = int (F(z) - 1[z > z_true])^2 dz per galaxy, trapezoid rule on ``z_grid``.
+
+    The grid cell holding z_true is split there (F evaluated at z_true), so the step of the
+    indicator costs no discretisation error of order the grid step. Same unit as z, lower is
+    better; for a point mass it is the absolute error. Mass outside the grid is not scored.
+    """
+    z_true = np.asarray(z_true, np.float64)
+    cdf = np.asarray(ens.cdf(z_grid), np.float64).reshape(z_true.size, z_grid.size)  # [N, G]
+    step = (z_grid[None, :] > z_true[:, None]).astype(np.float64)  # 0 at z_grid[k] <= z_true (below)
+    crps = np.trapezoid((cdf - step) ** 2, z_grid, axis=1)
+    k = np.searchsorted(z_grid, z_true, side="right") - 1  # z_grid[k] <= z_true < z_grid[k + 1]
+    inside = np.flatnonzero((k >= 0) & (k < z_grid.size - 1))
+    k = k[inside]
+    f_lo, f_hi = cdf[inside, k], cdf[inside, k + 1]
+    f_at = np.asarray(ens.cdf(z_true[:, None]), np.float64).reshape(-1)[inside]  # each galaxy at its truth
+    lo, hi, y = z_grid[k], z_grid[k + 1], z_true[inside]
+    crps[inside] += (
+        0.5 * (y - lo) * (f_lo**2 + f_at**2)
+        + 0.5 * (hi - y) * ((1.0 - f_at) ** 2 + (1.0 - f_hi) ** 2)
+        - 0.5 * (hi - lo) * (f_lo**2 + (1.0 - f_hi) ** 2)
+    )
+    return crps
+
+
+def pdf_metrics(ens: Any, z_true: np.ndarray, z_grid: np.ndarray = Z_GRID, n_bins: int = 10) -> dict[str, Any]:
+    """Scores of predictive distributions (a ``qp.Ensemble``, one per galaxy) against true redshifts.
+
+    qp's PIT builds a quantile ensemble of the PITs, so score at least ~100 galaxies.
+
+    Returns:
+        ``pit_ks``, ``pit_cvm``, ``pit_ad`` (statistics of the PITs against U(0, 1), qp's
+        ``PIT``), ``pit_outlier_rate`` (PIT < 1e-4 or > 0.9999), ``pit_histogram``,
+        ``cde_loss`` (lower is better, negative), ``brier`` (in [0, 2], lower is better) and mean
+        ``crps``, all on ``z_grid``.
+    """
+    from qp.metrics import CDELossMetric
+    from qp.metrics.brier import Brier
+    from qp.metrics.pit import PIT
+
+    z_true = np.asarray(z_true, np.float64)
+    pit = PIT(ens, z_true)
+    with warnings.catch_warnings():  # scipy's AD k-sample test warns when p is capped at 0.001 or 0.25
+        warnings.simplefilter("ignore", UserWarning)
+        meta = pit.calculate_pit_meta_metrics()
+    truth_bin = np.clip(np.searchsorted(z_grid, z_true, side="right") - 1, 0, z_grid.size - 2)
+    one_hot = np.zeros((z_true.size, z_grid.size - 1))
+    one_hot[np.arange(z_true.size), truth_bin] = 1.0
+    return {
+        "pit_ks": float(meta["ks"].statistic),
+        "pit_cvm": float(meta["cvm"].statistic),
+        "pit_ad": float(meta["ad"].statistic),
+        "pit_outlier_rate": float(meta["outlier_rate"]),
+        "pit_histogram": pit_histogram(pit.pit_samps, n_bins),
+        "cde_loss": float(CDELossMetric(eval_grid=z_grid).evaluate(ens, z_true)),
+        "brier": float(Brier(bin_probabilities(ens, z_grid), one_hot).evaluate()),
+        "crps": float(np.mean(crps_from_cdf(ens, z_true, z_grid))),
+    }
+
+
+def score(z_point: np.ndarray, ens: Any | None, z_true: np.ndarray) -> dict[str, Any]:
+    """The one scoring path of every photo-z method: point metrics, plus distribution metrics if any."""
+    out = point_metrics(z_point, z_true)
+    return out if ens is None else {**out, **pdf_metrics(ens, z_true)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,6 +225,24 @@ class NonDetectionFill:
     def apply(self, mag: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         miss = np.isnan(mag)
         return np.where(miss, self.mag[None, :], mag), np.where(miss | np.isnan(err), self.err, err)
+
+
+ERR_UNIT = "log10 mag"  # unit of the magnitude errors as MOSAIC sees them (photometry_inputs)
+
+
+def photometry_inputs(mag: np.ndarray, err: np.ndarray, fill: NonDetectionFill) -> tuple[np.ndarray, np.ndarray]:
+    """MOSAIC's photometric inputs: non-detections filled, magnitude errors as log10(error / mag).
+
+    Errors span 0.005 to 10 mag with a long tail (faint u-band detections): standardised as they
+    are, the typical 0.01-0.1 mag errors would all map to about the same value, and a Gaussian
+    head would fit them with a vanishing sigma whose NLL gradient swamps the redshift term. In
+    log10 they spread over about two units. The log is monotonic, so tree baselines are unaffected.
+
+    Returns:
+        (magnitudes [N, B] float32 AB, log10 errors [N, B] float32).
+    """
+    mag, err = fill.apply(np.asarray(mag, np.float64), np.asarray(err, np.float64))
+    return mag.astype(np.float32), np.log10(err).astype(np.float32)
 
 
 def photometric_features(mag: np.ndarray, err: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from ..model import build_model
 from .checkpoint import CheckpointManager, write_run_metadata
 from .config_fit import fit_and_report
 from .engine import PlainEngine
+from .init_from import load_pretrained
 from .loop import TrainResult, train_loop
 from .metrics import JsonlSink, MetricsLogger
 from .stop import StopRequest
@@ -96,8 +97,12 @@ def run_training(
     resume: str = "auto",
     max_steps: int | None = None,
     extra_sinks: list | None = None,
+    init_from: Path | str | None = None,
 ) -> TrainResult:
     """Train ``cfg`` on the catalog in ``data_dir``, writing into ``run_dir``.
+
+    ``init_from``: a run (or checkpoint) whose weights start the model, with a fresh optimizer
+    (fine-tuning; see :mod:`.init_from`).
 
     ``max_steps`` (the ``--max-steps`` of train, quickstart and the launchers) sets
     ``train.max_steps``, the schedule's length included (:func:`with_max_steps`).
@@ -123,6 +128,8 @@ def run_training(
         val_masker = HierarchicalMasker(schema, cfg.masking, seed=cfg.train.seed + VAL_SEED_OFFSET)
         val_reader = ShardedReader(val_cat, cfg.data, env.rank, env.world_size, shuffle=False, masker=val_masker)
     model = build_model(schema, cfg.model, cfg.masking.mask_value)
+    if init_from is not None:  # before the engine: it wraps (and under ZeRO-3 shards) these weights
+        log.info("weights from %s", load_pretrained(model, schema, Path(data_dir), init_from))
     n_params = model.num_params()  # before the engine: ZeRO-3 leaves each rank only a shard
     engine = engine_factory(model, cfg, env)
     reader = DevicePrefetcher(reader, engine.device)  # pinned batches copied ahead; loop's to_torch is a no-op

@@ -17,40 +17,40 @@ from conftest import REPO, benchmark_script
 
 pytestmark = pytest.mark.benchmark
 
-POINT = ("mae", "bias", "sigma_nmad", "outlier_fraction")
-GAUSSIAN = ("crps", "pit_ks")
+POINT = ("mae", "bias", "sigma_nmad", "outlier_fraction", "sigma_iqr", "outlier_rate_rail")
+PDF = ("crps", "pit_ks", "pit_cvm", "pit_ad", "cde_loss", "brier")
 
 
 def _missing_inputs() -> str:
     if importlib.util.find_spec("rail") is None:
         return "pz-rail-base (DC2 test data) is not installed"
-    for mod in ("sklearn", "colossus", "speclite", "sedpy"):
+    for mod in ("sklearn", "colossus", "speclite", "sedpy", "qp", "flexcode"):
         if importlib.util.find_spec(mod) is None:
             return f"{mod} is not installed"
     return ""
 
 
-def test_validation_split_is_a_fixed_disjoint_part_of_the_training_split():
-    split = benchmark_script("photoz_dc2").split_validation
-    fit, val = split(10_225, 0.15, seed=0)
-    assert len(val) == round(0.15 * 10_225) and len(fit) + len(val) == 10_225
-    assert np.intersect1d(fit, val).size == 0
-    assert np.array_equal(np.union1d(fit, val), np.arange(10_225))
-    again_fit, again_val = split(10_225, 0.15, seed=0)
-    assert np.array_equal(val, again_val) and np.array_equal(fit, again_fit)
-    assert not np.array_equal(val, split(10_225, 0.15, seed=1)[1])
+@pytest.mark.skipif(bool(_missing_inputs()), reason=_missing_inputs() or "inputs present")
+def test_validation_split_is_the_importers_seeded_split_of_the_training_file(tmp_path):
+    from mosaic_hpc.data.catalog import Catalog
+    from mosaic_hpc.data.importer import SplitRule, import_catalog
+
+    bench = benchmark_script("photoz_dc2")
+    train_path, test_path = bench.dc2_paths()
+
+    def val_rows(seed: int, out) -> np.ndarray:
+        rule = SplitRule(val_fraction=0.15, seed=seed)
+        import_catalog(train_path, bench.MAPPING, out, input_test=test_path, show_progress=False, split=rule)
+        fit, val = Catalog.open(out, "train"), Catalog.open(out, "val")
+        assert val.n_rows == round(0.15 * 10_225) and fit.n_rows + val.n_rows == 10_225
+        rows = val.read_columns(0, val.n_rows)["source_row"]
+        assert np.intersect1d(rows, fit.read_columns(0, fit.n_rows)["source_row"]).size == 0
+        return np.sort(rows)
+
+    a, b = val_rows(0, tmp_path / "a"), val_rows(0, tmp_path / "b")
+    assert np.array_equal(a, b) and not np.array_equal(a, val_rows(1, tmp_path / "c"))
     # the DC2 file is ordered by redshift: the validation rows must span it, not be a block of it
-    assert val.min() < 0.05 * 10_225 and val.max() > 0.95 * 10_225
-    with pytest.raises(ValueError):
-        split(10, 0.01, seed=0)
-
-
-def test_ensemble_is_the_mixture_of_its_members():
-    combine = benchmark_script("photoz_dc2").combine
-    mu, sigma = combine([(np.array([0.0, 1.0]), np.array([1.0, 2.0])), (np.array([2.0, 1.0]), np.array([1.0, 2.0]))])
-    assert mu == pytest.approx([1.0, 1.0])
-    assert sigma == pytest.approx([np.sqrt(2.0), 2.0])  # member variance + spread of the means
-    assert combine([(np.array([1.0]), None)])[1] is None
+    assert a.min() < 0.05 * 10_225 and a.max() > 0.95 * 10_225
 
 
 @pytest.mark.skipif(bool(_missing_inputs()), reason=_missing_inputs() or "inputs present")
@@ -66,7 +66,11 @@ def test_quick_benchmark_gives_finite_metrics_for_every_method(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads((out / "results.json").read_text())
     methods, val_methods = data["methods"], data["val_methods"]
-    assert set(methods) >= {"knn", "random_forest", "mosaic", "mosaic_pretrained", "mosaic_pretrained_single"}
+    expected = {"flexzboost", "knn", "random_forest", "mosaic", "mosaic_pretrained", "mosaic_pretrained_single"}
+    assert set(methods) == expected | {"mock_only_default", "mock_only_survey_reweight"}
+    assert data["pretrain_chosen"] in ("default", "survey+reweight")
+    rw = data["mock_reweight"]["survey+reweight"]
+    assert 0.0 < rw["effective_fraction"] <= 1.0 and 0.0 <= rw["auc"] <= 1.0
     assert set(val_methods) == set(methods)
     # validation rows: part of the training split, held out of the fitting rows, scored apart from test
     val_rows = np.array(data["val_rows"])
@@ -77,9 +81,10 @@ def test_quick_benchmark_gives_finite_metrics_for_every_method(tmp_path):
             assert math.isfinite(m[key]) and math.isfinite(val_methods[name][key]), (name, key)
         assert m["n"] == data["n_test"]
         assert val_methods[name]["n"] == data["n_val"]
-    for name in ("mosaic", "mosaic_pretrained"):
-        for key in GAUSSIAN:
-            assert math.isfinite(methods[name][key]), (name, key)
+    # one scoring path: every p(z) method (FlexZBoost through RAIL, MOSAIC) has every p(z) score
+    for name in ("flexzboost", "mosaic", "mosaic_pretrained", "mock_only_default", "mock_only_survey_reweight"):
+        for key in PDF:
+            assert math.isfinite(methods[name][key]) and math.isfinite(val_methods[name][key]), (name, key)
         hist = methods[name]["pit_histogram"]
         assert len(hist) == 10 and sum(hist) == pytest.approx(10.0)
     # every fit (baselines, scratch and fine-tuned MOSAIC) saw only the fitting rows
@@ -87,4 +92,8 @@ def test_quick_benchmark_gives_finite_metrics_for_every_method(tmp_path):
 
     assert Catalog.open(out / "dc2_filled", "train").n_rows == data["n_fit"]
     assert Catalog.open(out / "dc2_filled", "test").n_rows == data["n_val"]
-    assert "## Photo-z on DC2 (RAIL test data)" in res.stdout
+    for name in ("knn", "random_forest"):
+        assert not set(PDF) & set(methods[name])  # point estimates only
+    assert "## Photo-z on DC2 (RAIL test data)" in res.stdout and "| flexzboost |" in res.stdout
+    fzb = data["flexzboost"]
+    assert fzb["nbump"] == 3 and 0.02 <= fzb["bump_threshold"] <= 0.35 and 0.7 <= fzb["sharpen_alpha"] <= 2.1

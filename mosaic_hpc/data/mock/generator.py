@@ -29,6 +29,7 @@ from ..normalization import RunningStats
 from ..splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, LABEL_SPLITS, SplitCounts, split_counts, split_labels
 from .config import GENERATOR_VERSION, NOISE_MODELS, MockConfig
 from .pipeline import MockContext, preselection_limit, simulate_chunk
+from .variants import SurveyVariant, variant_config
 
 # Environment variables by which common launchers announce the world size (MPICH/PALS, Open
 # MPI, PMIx, SLURM srun). mpi4py is imported only when one of them says there is more than one rank.
@@ -127,6 +128,7 @@ def make_mock_catalog(
     progress: bool = True,
     comm=None,
     val_fraction: float = DEFAULT_VAL_FRACTION,
+    variant: str | SurveyVariant = "default",
 ) -> dict[str, list[Path]]:
     """Generate a mock catalog of ``n_galaxies`` magnitude-selected galaxies (train + val + test).
 
@@ -143,6 +145,10 @@ def make_mock_catalog(
         comm: an mpi4py communicator, or None for one process.
         val_fraction: share of the galaxies in the validation split, in [0, 1); the training
             loop's validation (``train.eval_every``) reads it.
+        variant: ``"default"`` (the recipe of config.py) or an opt-in variant of
+            ``variants.VARIANTS``, e.g. ``"survey"`` (per-galaxy randomised SED choices, photerr
+            LSST noise), or a ``SurveyVariant`` with other ranges; the default catalog does not
+            depend on the variants' code.
 
     Returns:
         Split name -> files written by this rank.
@@ -153,6 +159,7 @@ def make_mock_catalog(
     out_dir = Path(out_dir)
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     _check_inputs(out_dir, n_galaxies, seed, val_fraction, test_fraction, noise, overwrite)  # same on every rank
+    variant_cfg = variant_config(variant)
     problem = None
     if rank == 0:
         try:
@@ -166,7 +173,7 @@ def make_mock_catalog(
     if problem is not None:
         raise ValueError(problem)
 
-    ctx = MockContext.build(MockConfig())
+    ctx = MockContext.build(MockConfig(), variant_cfg)
     schema = ctx.schema()
     total = split_counts(n_galaxies, float(val_fraction), float(test_fraction))
     n_rank = _share(n_galaxies, rank, size)
@@ -181,6 +188,8 @@ def make_mock_catalog(
     else:
         paths = {s: out_dir / f"{s}.h5" for s in splits}
     attrs = _file_attrs(ctx, seed, noise, rank, size, n_galaxies, (float(val_fraction), float(test_fraction)))
+    if variant_cfg is not None:  # the default catalog's attributes stay as they were
+        attrs.update(variant_cfg.provenance())
     writers: dict[str, CatalogWriter] = {}
     error: BaseException | None = None
     try:

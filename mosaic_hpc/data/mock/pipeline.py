@@ -31,7 +31,8 @@ from .photometry import (
 from .relations import MZR_SCATTER_DEX, behroozi13_log_mstar, dust_av, mean_log_metallicity, quenched_fraction
 from .sfh import SFHParams, bin_mass, coarse_sfh, draw_sfh_params, fine_sfr_shape, surviving_mass
 from .spectra import CALZETTI_RV, calzetti_k, igm_table, igm_transmission, synthesize
-from .ssp import SSPTemplates, ssp_templates
+from .ssp import NebularTemplates, SSPTemplates, nebular_templates, ssp_templates
+from .variants import SEDDraws, SurveyVariant, draw_sed, lsst_photerr, randomise_galaxies, scatter_sfh, tilted_k
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,11 @@ class MockContext:
     sfh_edges: np.ndarray  # Gyr, [n_sfh + 1]
     depths: np.ndarray  # [108] 5-sigma AB
     i_index: int
+    variant: SurveyVariant | None = None  # an opt-in recipe variant (variants.py); None = the default
+    nebular: NebularTemplates | None = None  # the variant's nebular light, scaled per galaxy
 
     @classmethod
-    def build(cls, cfg: MockConfig) -> MockContext:
+    def build(cls, cfg: MockConfig, variant: SurveyVariant | None = None) -> MockContext:
         cosmo = cosmo_tables(cfg)
         n_steps = int(np.ceil(cosmo.t0_gyr * 1e3 / cfg.sfh_step_myr))
         ssp = ssp_templates(cfg, n_steps)
@@ -78,6 +81,8 @@ class MockContext:
             sfh_edges=np.linspace(0.0, cosmo.t0_gyr, cfg.sfh_n_bins + 1),
             depths=depths_5sigma(filters),
             i_index=LSST_BANDS.index(cfg.selection_band),
+            variant=variant,
+            nebular=None if variant is None else nebular_templates(cfg, ssp),
         )
 
     def schema(self) -> CatalogSchema:
@@ -137,8 +142,13 @@ def draw_galaxies(ctx: MockContext, rng_halo: np.random.Generator, rng_gal: np.r
     return Galaxies(z, log_mh, log_ms, quenched, log_z, dust_av(log_ms, quenched, rng_gal))
 
 
-def _synthesize_params(ctx: MockContext, gal: Galaxies, params: SFHParams) -> tuple[np.ndarray, np.ndarray]:
-    """Fine SFRs normalised so the surviving mass is the stellar mass, and the spectra they make."""
+def _synthesize_params(
+    ctx: MockContext, gal: Galaxies, params: SFHParams, sed: SEDDraws | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fine SFRs normalised so the surviving mass is the stellar mass, and the spectra they make.
+
+    ``sed``: a variant's per-galaxy dust curves, birth-cloud factors and nebular scales.
+    """
     step_gyr = ctx.cfg.sfh_step_myr * 1e-3
     sfr = fine_sfr_shape(params, ctx.n_steps, step_gyr)
     mass_bins = bin_mass(sfr, ctx.ssp.edges_steps, step_gyr * 1e9)
@@ -146,14 +156,25 @@ def _synthesize_params(ctx: MockContext, gal: Galaxies, params: SFHParams) -> tu
     norm = 10.0**gal.log_mstar / surviving_mass(mass_bins, ctx.ssp, iz, wz)  # surviving mass = M*
     sfr *= norm[:, None]
     mass_bins *= norm[:, None]
-    lum = synthesize(mass_bins, iz, wz, gal.av, ctx.ssp, ctx.k_over_rv, ctx.cfg.dust_eta)
+    if sed is None:
+        lum = synthesize(mass_bins, iz, wz, gal.av, ctx.ssp, ctx.k_over_rv, ctx.cfg.dust_eta)
+    else:
+        k = tilted_k(ctx.k_over_rv, ctx.ssp.wave, sed.dust_slope)
+        lum = synthesize(mass_bins, iz, wz, gal.av, ctx.ssp, k, sed.eta, ctx.nebular, sed.nebular_scale)
     return sfr, lum
 
 
 def synthesize_block(
-    ctx: MockContext, gal: Galaxies, rng_sfh: np.random.Generator
+    ctx: MockContext,
+    gal: Galaxies,
+    rng_sfh: np.random.Generator,
+    sed: SEDDraws | None = None,
+    rng_variant: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw SFHs, normalise them to the stellar mass, and make dust-attenuated rest-frame spectra.
+
+    With a variant (``ctx.variant``), its SFH scatter is drawn from ``rng_variant`` and ``sed``
+    holds its per-galaxy SED choices.
 
     Returns:
         (sfr_fine [N, n_steps] float32 Msun/yr, lum [N, n_wave] float32 Lsun/Angstrom without
@@ -161,14 +182,24 @@ def synthesize_block(
     """
     t_obs = ctx.cosmo.age(gal.z)
     params = draw_sfh_params(rng_sfh, gal.log_mstar, t_obs, gal.quenched)
-    sfr, lum = _synthesize_params(ctx, gal, params)
+    if ctx.variant is not None:
+        params = scatter_sfh(params, ctx.variant, rng_variant)
+    sfr, lum = _synthesize_params(ctx, gal, params, sed)
     return sfr, lum, t_obs
 
 
-def photometry_block(ctx: MockContext, gal: Galaxies, lum: np.ndarray) -> np.ndarray:
-    """Noise-free observed AB magnitudes [N, 108] (LSST then SPHEREx), IGM applied."""
+def photometry_block(
+    ctx: MockContext, gal: Galaxies, lum: np.ndarray, igm_scale: np.ndarray | None = None
+) -> np.ndarray:
+    """Noise-free observed AB magnitudes [N, 108] (LSST then SPHEREx), IGM applied.
+
+    ``igm_scale``: a variant's per-sightline factor on the IGM optical depth (transmission ** scale).
+    """
     with_igm = lum.copy()
-    with_igm[:, : ctx.n_uv] *= igm_transmission(gal.z, ctx.igm_z, ctx.igm_trans)
+    if igm_scale is None:
+        with_igm[:, : ctx.n_uv] *= igm_transmission(gal.z, ctx.igm_z, ctx.igm_trans)
+    else:
+        with_igm[:, : ctx.n_uv] *= igm_transmission(gal.z, ctx.igm_z, ctx.igm_trans) ** igm_scale[:, None]
     dl = ctx.cosmo.luminosity_distance(gal.z)
     return observed_magnitudes(with_igm, gal.z, dl, ctx.filters, ctx.cfg.resolution)
 
@@ -210,6 +241,20 @@ def preselection_limit(ctx: MockContext) -> tuple[np.ndarray, np.ndarray]:
     return a["z"], a["log_mstar"]
 
 
+def noisy_magnitudes(ctx: MockContext, mags: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Noisy magnitudes (NaN = non-detection) of the noise model ``lsst10``.
+
+    Default recipe: Gaussian flux noise at the LSST 10-year and SPHEREx depths for all bands
+    (``add_noise``). The survey variant observes the LSST bands through photerr's LSST error model
+    instead, SPHEREx as before.
+    """
+    if ctx.variant is None or ctx.variant.lsst_noise != "photerr":
+        return add_noise(mags, ctx.depths, ctx.cfg.detection_snr, rng)
+    n_lsst = len(LSST_BANDS)
+    sph = add_noise(mags[:, n_lsst:], ctx.depths[n_lsst:], ctx.cfg.detection_snr, rng)
+    return np.concatenate([lsst_photerr(mags[:, :n_lsst], rng)[0], sph], axis=1)
+
+
 def simulate_chunk(
     ctx: MockContext, seq: np.random.SeedSequence, noise: str, limit: tuple[np.ndarray, np.ndarray]
 ) -> dict[str, np.ndarray]:
@@ -222,16 +267,23 @@ def simulate_chunk(
         Rows keyed by modality, in candidate order.
     """
     cfg = ctx.cfg
-    rng_halo, rng_gal, rng_sfh, rng_noise = (np.random.default_rng(s) for s in seq.spawn(4))
+    if ctx.variant is None:
+        rng_halo, rng_gal, rng_sfh, rng_noise = (np.random.default_rng(s) for s in seq.spawn(4))
+        rng_variant = None
+    else:  # a fifth stream: the first four (and so halos and masses) are those of the default recipe
+        rng_halo, rng_gal, rng_sfh, rng_noise, rng_variant = (np.random.default_rng(s) for s in seq.spawn(5))
     gal = draw_galaxies(ctx, rng_halo, rng_gal, cfg.chunk_candidates)
+    if ctx.variant is not None:
+        gal = randomise_galaxies(gal, ctx.variant, rng_variant)
     keep = np.flatnonzero(gal.log_mstar >= np.interp(gal.z, *limit))
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, keep.size, cfg.sps_block):
         g = gal.take(keep[start : start + cfg.sps_block])
-        sfr, lum, t_obs = synthesize_block(ctx, g, rng_sfh)
-        mags = photometry_block(ctx, g, lum)
+        sed = None if ctx.variant is None else draw_sed(ctx.variant, rng_variant, g.z.size)
+        sfr, lum, t_obs = synthesize_block(ctx, g, rng_sfh, sed, rng_variant)
+        mags = photometry_block(ctx, g, lum, None if sed is None else sed.igm_scale)
         if noise == "lsst10":
-            mags = add_noise(mags, ctx.depths, cfg.detection_snr, rng_noise)
+            mags = noisy_magnitudes(ctx, mags, rng_noise)
         mags[~np.isfinite(mags)] = np.nan  # zero flux (e.g. fully absorbed by the IGM) is a non-detection
         sel = np.flatnonzero(mags[:, ctx.i_index] < cfg.selection_max_mag)  # NaN never passes
         if sel.size == 0:

@@ -12,7 +12,7 @@ import numpy as np
 
 from .cache import cached_arrays, file_fingerprint
 from .config import GENERATOR_VERSION, MockConfig
-from .ssp import IGM_COEFFS, LYMAN_LIMIT_A, SSPTemplates, grid_dir
+from .ssp import IGM_COEFFS, LYMAN_LIMIT_A, NebularTemplates, SSPTemplates, grid_dir
 
 CALZETTI_RV = 4.05
 
@@ -122,7 +122,9 @@ def synthesize(
     av: np.ndarray,
     ssp: SSPTemplates,
     k_over_rv: np.ndarray,
-    eta: float,
+    eta: float | np.ndarray,
+    nebular: NebularTemplates | None = None,
+    nebular_scale: np.ndarray | None = None,
 ) -> np.ndarray:
     """Dust-attenuated rest-frame L_lambda (Lsun/Angstrom), [N, n_wave] float32.
 
@@ -135,8 +137,11 @@ def synthesize(
         iz, wz: lower metallicity index and upper weight (``SSPTemplates.metallicity_weights``).
         av: [N] V-band attenuation of the stellar continuum, mag.
         ssp: binned templates.
-        k_over_rv: Calzetti k(lambda) / R_V on the template grid.
-        eta: extra factor on A_V for the young (birth-cloud) bins.
+        k_over_rv: Calzetti k(lambda) / R_V on the template grid, [n_wave], or [N, n_wave] per
+            galaxy (a variant's tilted curves).
+        eta: extra factor on A_V for the young (birth-cloud) bins, or [N] per galaxy.
+        nebular, nebular_scale: a variant's nebular templates and [N] factors on the nebular
+            light (already part of the young templates once: ``scale - 1`` times more is added).
     """
     n = mass_bins.shape[0]
     out = np.empty((n, ssp.spectra.shape[2]), dtype=np.float32)
@@ -145,7 +150,10 @@ def synthesize(
     m = mass_bins[order].astype(np.float32)
     w_hi = wz[order].astype(np.float32)[:, None]
     ln10 = np.float32(-0.4 * np.log(10.0))
-    tau = (ln10 * av[order].astype(np.float32))[:, None] * k_over_rv  # [N, n_wave] old-star optical depth
+    k = k_over_rv if k_over_rv.ndim == 1 else k_over_rv[order]
+    tau = (ln10 * av[order].astype(np.float32))[:, None] * k  # [N, n_wave] old-star optical depth
+    eta_rows = None if np.ndim(eta) == 0 else np.asarray(eta, np.float32)[order][:, None]
+    extra_neb = None if nebular is None else (np.asarray(nebular_scale, np.float32)[order] - 1.0)[:, None]
     for i in range(ssp.log_z.size - 1):
         lo, hi = bounds[i], bounds[i + 1]
         if lo == hi:
@@ -153,9 +161,12 @@ def synthesize(
         old, young = ssp.pair_templates(i)
         mi, wi = m[lo:hi], w_hi[lo:hi]
         spec_old = np.concatenate([mi[:, ~ssp.young] * (1 - wi), mi[:, ~ssp.young] * wi], axis=1) @ old
-        spec_young = np.concatenate([mi[:, ssp.young] * (1 - wi), mi[:, ssp.young] * wi], axis=1) @ young
+        young_weights = np.concatenate([mi[:, ssp.young] * (1 - wi), mi[:, ssp.young] * wi], axis=1)
+        spec_young = young_weights @ young
+        if extra_neb is not None:
+            spec_young += extra_neb[lo:hi] * (young_weights @ nebular.pair_templates(i))
         t = tau[lo:hi]
         spec_old *= np.exp(t)
-        spec_young *= np.exp(np.float32(eta) * t)
+        spec_young *= np.exp((np.float32(eta) if eta_rows is None else eta_rows[lo:hi]) * t)
         out[order[lo:hi]] = spec_old + spec_young
     return out

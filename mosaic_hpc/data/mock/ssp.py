@@ -228,3 +228,41 @@ def ssp_templates(cfg: MockConfig, n_steps: int) -> SSPTemplates:
     }
     a = cached_arrays("ssp", key, build)
     return SSPTemplates(a["wave_edges"], a["spectra"], a["surviving"], a["edges_steps"], a["young"], a["log_z"])
+
+
+@dataclass(frozen=True)
+class NebularTemplates:
+    """The nebular continuum + lines alone of the young bins, [n_Z, n_young, n_wave] float32.
+
+    Already included in ``SSPTemplates.spectra``; a variant that scales the nebular light per
+    galaxy adds ``(scale - 1)`` times these (see ``spectra.synthesize``).
+    """
+
+    spectra: np.ndarray
+
+    def pair_templates(self, i: int) -> np.ndarray:
+        """Metallicities i and i + 1 stacked along the bin axis, [2 n_young, n_wave]."""
+        cache = self.__dict__.setdefault("_pairs", {})
+        if i not in cache:
+            cache[i] = np.ascontiguousarray(np.concatenate([self.spectra[i], self.spectra[i + 1]]))
+        return cache[i]
+
+
+def nebular_templates(cfg: MockConfig, ssp: SSPTemplates) -> NebularTemplates:
+    """Cached nebular light of the young bins of ``ssp`` (same grids, ages and ionisation parameter)."""
+    gdir = grid_dir()
+    step_yr = cfg.sfh_step_myr * 1e6
+
+    def build() -> dict[str, np.ndarray]:
+        lo, hi = ssp.edges_steps[:-1] * step_yr, ssp.edges_steps[1:] * step_yr
+        young = ssp.young
+        return {"spectra": _nebular(cfg, gdir, lo[young], hi[young], ssp.wave_edges).astype(np.float32)}
+
+    key = {
+        "v": GENERATOR_VERSION,
+        "files": [file_fingerprint(gdir / f) for f in (NEBULAR_CONT_GRID, NEBULAR_LINE_GRID)],
+        "grid": [cfg.wave_min, cfg.wave_max, cfg.resolution],
+        "ages": [int(ssp.edges_steps[-1]), step_yr, cfg.ssp_bin_dex, cfg.birth_cloud_myr, N_AGE_SUBSAMPLES],
+        "log_u": cfg.log_u,
+    }
+    return NebularTemplates(cached_arrays("nebular", key, build)["spectra"])

@@ -198,7 +198,11 @@ class MosaicModel(nn.Module):
         mean, logvar, states = {}, {}, {}
         for (name, n_tok), seg in zip(self.n_tokens.items(), x.split(list(self.n_tokens.values()), dim=1), strict=True):
             B, L = values[name].shape
-            out = self.heads[name](seg)  # (B, n_tok, P * k)
+            head = self.heads[name]
+            # Heads outside autocast, in their weights' dtype (fp32 on the plain engine): a bf16
+            # output would round a normalised redshift to 3 digits, coarser than a good photo-z.
+            with torch.autocast(device_type=seg.device.type, enabled=False):
+                out = head(seg.to(head.weight.dtype))  # (B, n_tok, P * k)
             if self.cfg.gaussian_heads:
                 mu, lv = out.chunk(2, dim=-1)  # (B, n_tok, P) each
                 mean[name] = mu.reshape(B, n_tok * self.patch[name])[:, :L]

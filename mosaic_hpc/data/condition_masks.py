@@ -21,6 +21,8 @@ they were.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ..schema import CatalogSchema
@@ -72,8 +74,21 @@ class ConditionMasker:
             return np.zeros(len(keys), dtype=bool)
         return keyed_random.uniform(keys, self._c_choose, 1)[:, 0] < self.p_condition
 
-    def __call__(self, keys: np.ndarray) -> dict[str, np.ndarray]:
-        """Condition masks for every row of ``keys``, [B, L] bool per modality."""
+    @property
+    def needs_validity(self) -> bool:
+        """Whether :meth:`__call__` places its cuts among the defined values (see there)."""
+        return self.active and self.p_partial > 0
+
+    def __call__(self, keys: np.ndarray, valid: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Condition masks for every row of ``keys``, [B, L] bool per modality.
+
+        Args:
+            keys: keyed-random row keys.
+            valid: per vector, [B, L] True where the catalog has a value. With it a cut falls
+                between two *defined* values, uniformly over the row's defined values, so both
+                sides hold some: an SFH is defined only up to the galaxy's epoch, and a cut placed
+                uniformly on the whole axis would mostly fall after it, hiding nothing to learn.
+        """
         n, n_units = len(keys), len(self.units)
         n_given = 1 + np.floor(keyed_random.uniform(keys, self._c_count, 1)[:, 0] * self.max_given).astype(np.int64)
         order = keyed_random.uniform(keys, self._c_order, n_units)  # [B, U]
@@ -88,9 +103,27 @@ class ConditionMasker:
             length = self.schema[name].length
             draws = keyed_random.uniform(keys, self._c_partial + 3 * j, 3)  # [B, 3]
             partial = (draws[:, 0] < self.p_partial) & (length > 1)
-            cut = 1 + np.floor(draws[:, 2] * (length - 1)).astype(np.int64)  # 1 .. L-1 values on each side
+            if valid is not None and name in valid:
+                cut, two_defined = _cut_among_defined(np.asarray(valid[name], bool), draws[:, 2])
+                partial &= two_defined
+            else:
+                cut = 1 + np.floor(draws[:, 2] * (length - 1)).astype(np.int64)  # 1 .. L-1 values on each side
             idx = np.arange(length)[None, :]
             keep_prefix = draws[:, 1] < 0.5
             hidden_part = np.where(keep_prefix[:, None], idx >= cut[:, None], idx < cut[:, None])
             masks[name][:] = ~given[:, u : u + 1] | (partial[:, None] & hidden_part)
         return masks
+
+
+def _cut_among_defined(valid: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row a cut with j of its n defined values before it, j uniform in 1 .. n-1.
+
+    Returns:
+        (cut, ok): the cut index (values [0, cut) are the prefix) and whether the row has two
+        defined values at all (rows that do not are given whole).
+    """
+    n_def = valid.sum(axis=1)
+    j = 1 + np.floor(u * np.maximum(n_def - 1, 1)).astype(np.int64)  # defined values before the cut
+    before = np.cumsum(valid, axis=1)  # defined values up to and including each position
+    cut = np.argmax(before >= (j + 1)[:, None], axis=1)  # position of the (j+1)-th defined value
+    return cut, n_def >= 2

@@ -30,6 +30,7 @@ them against the rule written out row by row).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -71,8 +72,19 @@ class HierarchicalMasker:
         """ceil(p L) values per partly masked vector (App. A)."""
         return math.ceil(self.config.span_ratio * length)
 
-    def __call__(self, row_ids: np.ndarray, epoch: int) -> dict[str, np.ndarray]:
-        """Masks for the given global row indices; each value of shape [B, L], dtype bool."""
+    @property
+    def needs_validity(self) -> bool:
+        """Whether masks depend on which values the rows have (pass ``valid`` to :meth:`__call__`)."""
+        return self.condition.needs_validity
+
+    def __call__(
+        self, row_ids: np.ndarray, epoch: int, valid: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Masks for the given global row indices; each value of shape [B, L], dtype bool.
+
+        ``valid`` (True where a row has a value, [B, L] per vector modality) places the condition
+        masks' partial cuts among the defined values; the hierarchical masks never read it.
+        """
         keys = keyed_random.row_keys(self.seed, epoch, row_ids)
         n = len(row_ids)
         whole = keyed_random.uniform(keys, 0, len(self.schema)) < self.p_whole[None, :]  # [B, K]
@@ -91,7 +103,8 @@ class HierarchicalMasker:
                 m[whole[:, k]] = True
         chosen = self.condition.chosen(keys)
         if chosen.any():
-            for name, cm in self.condition(keys[chosen]).items():
+            sub = None if valid is None else {k: np.asarray(v)[chosen] for k, v in valid.items()}
+            for name, cm in self.condition(keys[chosen], sub).items():
                 masks[name][chosen] = cm
         return masks
 

@@ -322,7 +322,13 @@ class ShardedReader:
         """Gather, mask and normalise rows ``lo:hi`` of a window, cut into batches (in a worker thread)."""
         data, index = read.result() if isinstance(read, Future) else read
         ids = window.ids[lo:hi]
-        hidden = self.masker(ids, window.epoch) if self.masker is not None else None
+        hidden = None
+        if self.masker is not None:
+            valid = None
+            if self.masker.needs_validity:  # partial cuts fall among each row's defined values
+                rows_ix = index[lo:hi]
+                valid = {m.name: ~np.isnan(data[m.name][rows_ix]) for m in self.catalog.schema if not m.is_scalars}
+            hidden = self.masker(ids, window.epoch, valid)
         # rows gathered in serving order straight into the batch buffers, normalised in place
         rows = gather_batch(data, index[lo:hi], ids, self.catalog.stats, hidden)
         self._check_values(rows)

@@ -22,7 +22,11 @@ from ..schema import CatalogSchema
 log = logging.getLogger("mosaic_hpc.train")
 
 # (section, key) of every config field that is a mapping modality name -> setting
-PER_MODALITY_KEYS: tuple[tuple[str, str], ...] = (("model", "patch_size"), ("masking", "p_modality_overrides"))
+PER_MODALITY_KEYS: tuple[tuple[str, str], ...] = (
+    ("model", "patch_size"),
+    ("masking", "p_modality_overrides"),
+    ("train", "loss_weights"),
+)
 
 
 def fit_config_to_schema(cfg: RunConfig, schema: CatalogSchema) -> tuple[RunConfig, dict[str, list[str]]]:

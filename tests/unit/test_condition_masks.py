@@ -104,3 +104,25 @@ def test_max_given_caps_the_number_of_given_units():
     k = _given_units(masks).sum(axis=1)
     assert set(np.unique(k)) == {1, 2}
     assert abs((k == 1).mean() - 0.5) < 0.02
+
+
+def test_partial_cuts_fall_among_the_defined_values_when_validity_is_known():
+    n, length = 3000, SCHEMA["sfh"].length
+    rng = np.random.default_rng(0)
+    t_obs = rng.integers(0, length + 1, n)  # defined up to a per-galaxy epoch, as an SFH
+    valid = {name: np.ones((n, SCHEMA[name].length), bool) for name in ("lsst", "spherex", "sed")}
+    valid["sfh"] = np.arange(length)[None, :] < t_obs[:, None]
+    masker = HierarchicalMasker(SCHEMA, MaskConfig(p_condition=1.0, p_partial=1.0), seed=4)
+    assert masker.needs_validity
+    masks = masker(np.arange(n), epoch=0, valid=valid)["sfh"]
+    given_some = ~masks.all(axis=1)
+    split = given_some & masks.any(axis=1)  # given on one side of a cut
+    defined = valid["sfh"]
+    # every cut leaves defined values on both sides; rows with fewer than two defined are given whole
+    assert np.all((defined & ~masks)[split].any(axis=1)) and np.all((defined & masks)[split].any(axis=1))
+    assert not split[defined.sum(axis=1) < 2].any()
+    assert split[given_some & (defined.sum(axis=1) >= 2)].all()
+    # without validity the cut is uniform on the axis, so it often falls past the defined values
+    blind = masker(np.arange(n), epoch=0)["sfh"]
+    blind_split = ~blind.all(axis=1) & blind.any(axis=1)
+    assert (~(defined & blind).any(axis=1) & blind_split).mean() > 0.1

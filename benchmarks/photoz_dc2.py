@@ -372,14 +372,14 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     schema = fit_cat.schema
     fit_raw, val_raw, test_raw = (Catalog.open(raw_dir, s).read_all() for s in ("train", "val", "test"))
     val_rows = Catalog.open(raw_dir, "val").read_columns(0, len(val_raw["scalars"])).get("source_row")
+    n_source_rows = len(fit_raw["scalars"]) + len(val_raw["scalars"])  # rows of the RAIL training file
     if args.quick:  # a random subset: the DC2 files are ordered by redshift
         rng = np.random.default_rng(args.seed)
         n_val = max(round(quick["n_train"] * args.val_fraction), 1)
         sizes = ((fit_raw, quick["n_train"] - n_val), (val_raw, n_val), (test_raw, quick["n_test"]))
-        fit_raw, val_raw, test_raw = (
-            {k: v[np.sort(rng.choice(len(v), min(n, len(v)), replace=False))] for k, v in d.items()} for d, n in sizes
-        )
-        val_rows = None
+        picks = [np.sort(rng.choice(len(d["scalars"]), min(n, len(d["scalars"])), replace=False)) for d, n in sizes]
+        fit_raw, val_raw, test_raw = ({k: v[i] for k, v in d.items()} for (d, _), i in zip(sizes, picks, strict=True))
+        val_rows = None if val_rows is None else np.asarray(val_rows)[picks[1]]
 
     # 2. depths from the fitting rows only; one non-detection rule for every method
     m5 = photoz.fit_depths(fit_raw["lsst"].astype(np.float64), fit_raw["lsst_err"].astype(np.float64))
@@ -516,6 +516,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "mock_reweight": extra.get("mock_reweight"),
         "n_train": len(fit_raw["scalars"]) + len(val_raw["scalars"]),
         "n_fit": len(fit_raw["scalars"]),
+        "n_source_rows": n_source_rows,
         "n_val": len(val_raw["scalars"]),
         "n_test": len(test_raw["scalars"]),
         "val_fraction": args.val_fraction,

@@ -98,7 +98,12 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.prediction_files import output_format, write_predictions
     from ..evaluation.predictor import load_run
 
-    output_format(args.out)  # a bad suffix fails before the model loads
+    if args.format == "qp":  # a bad suffix fails before the model loads
+        from ..evaluation.pdf import check_ensemble_path
+
+        check_ensemble_path(args.out)
+    else:
+        output_format(args.out)
     if args.out.exists() and not args.overwrite:
         raise ValueError(f"{args.out} exists; pass --overwrite to replace it")
     if args.batch_size < 1:

@@ -71,14 +71,20 @@ def _check_members(mus: np.ndarray, sigmas: np.ndarray) -> tuple[np.ndarray, np.
     return mus.astype(np.float64), np.maximum(sigmas.astype(np.float64), MIN_SIGMA)
 
 
+def check_ensemble_path(path: Path) -> Path:
+    """qp writes by suffix and we write only HDF5; checked before a model is loaded, so a typo costs nothing."""
+    path = Path(path)
+    if path.suffix not in (".hdf5", ".h5", ".hdf"):
+        raise ValueError(f"{path}: qp output must be an HDF5 file (.hdf5 or .h5)")
+    return path
+
+
 def write_ensemble(ens: Any, path: Path) -> Path:
     """Write ``ens`` atomically with qp's own writer (HDF5); ``qp.read(path)`` reads it back.
 
     qp picks the format from the suffix, so the temporary file keeps it (``.tmp-NAME.hdf5``).
     """
-    path = Path(path)
-    if path.suffix not in (".hdf5", ".h5", ".hdf"):
-        raise ValueError(f"{path}: qp output must be an HDF5 file (.hdf5 or .h5)")
+    path = check_ensemble_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")
     try:

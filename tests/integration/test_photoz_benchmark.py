@@ -72,10 +72,10 @@ def test_quick_benchmark_gives_finite_metrics_for_every_method(tmp_path):
     rw = data["mock_reweight"]["survey+reweight"]
     assert 0.0 < rw["effective_fraction"] <= 1.0 and 0.0 <= rw["auc"] <= 1.0
     assert set(val_methods) == set(methods)
-    # validation rows: part of the training split, held out of the fitting rows, scored apart from test
+    # validation rows: rows of the RAIL training file, held out of the fitting rows, scored apart from test
     val_rows = np.array(data["val_rows"])
     assert data["n_fit"] + data["n_val"] == data["n_train"] and len(val_rows) == data["n_val"] > 0
-    assert len(np.unique(val_rows)) == len(val_rows) and 0 <= val_rows.min() and val_rows.max() < data["n_train"]
+    assert len(np.unique(val_rows)) == len(val_rows) and 0 <= val_rows.min() and val_rows.max() < data["n_source_rows"]
     for name, m in methods.items():
         for key in POINT:
             assert math.isfinite(m[key]) and math.isfinite(val_methods[name][key]), (name, key)

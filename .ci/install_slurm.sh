@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install a one-node SLURM (slurmctld, slurmd, srun/sbatch clients) and munge from the Debian
-# mirror, so tests/integration/test_launchers_slurm.py can start a real cluster on this machine.
+# Install SLURM (slurmctld, slurmd, srun/sbatch clients), munge and iproute2 from the Debian mirror,
+# so tests/integration/test_launchers_slurm.py (one node) and test_slurm_two_nodes.py (two nodes in
+# network namespaces: ip, nsenter, unshare) can start real clusters on this machine.
 #
 # Idempotent and quiet: does nothing when the binaries are already there. Needs root (or sudo)
 # and apt; exits 0 with a note on stderr where neither is available, and the SLURM test then
@@ -9,8 +10,11 @@
 set -euo pipefail
 
 have_all() {
-    command -v slurmctld >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 \
-        && command -v sbatch >/dev/null 2>&1 && command -v munged >/dev/null 2>&1
+    local tool
+    for tool in slurmctld slurmd sbatch munged ip nsenter unshare; do
+        command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 \
+            || return 1
+    done
 }
 
 if have_all; then
@@ -53,7 +57,7 @@ trap cleanup EXIT
 log="$(mktemp)"
 if ! { "${sudo_cmd[@]}" apt-get update -qq \
     && "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
-        slurmctld slurmd slurm-client munge; } >"$log" 2>&1; then
+        slurmctld slurmd slurm-client munge iproute2 util-linux; } >"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
     echo "install_slurm.sh: apt-get failed" >&2

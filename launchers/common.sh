@@ -59,8 +59,22 @@ mosaic_resolve_path() {
     fi
 }
 
+# mosaic_require_count VAR MIN [optional]: VAR must hold a whole number (decimal digits) >= MIN;
+# with "optional" an empty or unset VAR is accepted. Every number from the environment passes
+# here before any arithmetic: bash evaluates a variable's text as an expression inside (( )),
+# $(( )) and [[ -lt ]], so a value such as 'HOME[$(cmd)]' would run cmd, DRY_RUN or not.
+mosaic_require_count() {
+    local var="$1" least="$2" value="${!1:-}"
+    if [[ -z "$value" && "${3:-}" == optional ]]; then
+        return 0
+    fi
+    [[ "$value" =~ ^[0-9]+$ ]] || mosaic_die "$var='$value' must be a whole number"
+    (( 10#$value >= least )) || mosaic_die "$var=$value must be >= $least"
+}
+
 # Walltime "HH:MM:SS", "MM:SS", "D-HH:MM:SS" or plain seconds -> seconds.
 mosaic_walltime_seconds() {
+    [[ "$1" =~ ^([0-9]+-)?[0-9]+(:[0-9]+){0,2}$ ]] || return 1
     local text="$1" days=0 h=0 m=0 s=0
     if [[ "$text" == *-* ]]; then
         days="${text%%-*}"
@@ -131,6 +145,15 @@ mosaic_init() {
     : "${MOSAIC_REQUEUE_COUNT:=0}"            # PBS: resubmissions so far (set by the chain)
     : "${MOSAIC_OMP_THREADS:=}"
     : "${MOSAIC_TASK_WRAPPER:=}"              # command put before python on every rank
+    mosaic_require_count MOSAIC_GPUS_PER_NODE 1
+    mosaic_require_count MOSAIC_SIGNAL_SECS 0
+    mosaic_require_count MOSAIC_MAX_REQUEUES 0
+    mosaic_require_count MOSAIC_REQUEUE_COUNT 0
+    local var
+    for var in MOSAIC_NODES MOSAIC_OMP_THREADS MOSAIC_CPUS_PER_TASK MOSAIC_DEPTH MOSAIC_MASTER_PORT \
+        MOSAIC_MAX_STEPS; do
+        mosaic_require_count "$var" 1 optional
+    done
 
     MOSAIC_CONFIG="$(mosaic_resolve_path "$MOSAIC_CONFIG")"
     MOSAIC_DATA="$(mosaic_resolve_path "$MOSAIC_DATA")"
@@ -497,6 +520,7 @@ mosaic_requeue() {
         slurm) count="${SLURM_RESTART_COUNT:-0}" ;;
         *) count="$MOSAIC_REQUEUE_COUNT" ;;
     esac
+    mosaic_require_count count 0
     if (( count >= MOSAIC_MAX_REQUEUES )); then
         mosaic_log "not requeueing: $count requeues reached MOSAIC_MAX_REQUEUES=$MOSAIC_MAX_REQUEUES"
         return 0

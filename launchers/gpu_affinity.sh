@@ -21,6 +21,11 @@ if [[ -z "$local_rank" ]]; then
     exit 1
 fi
 n_gpus="${MOSAIC_GPUS_PER_NODE:-4}"
+# Digits only before the arithmetic below: bash would evaluate 'HOME[$(cmd)]' and run cmd.
+if [[ ! "$local_rank" =~ ^[0-9]+$ || ! "$n_gpus" =~ ^[1-9][0-9]*$ ]]; then
+    echo "gpu_affinity.sh: local rank '$local_rank' and MOSAIC_GPUS_PER_NODE='$n_gpus' must be whole numbers" >&2
+    exit 1
+fi
 mode="${MOSAIC_GPU_AFFINITY:-reverse}"
 case "$mode" in
     reverse) export CUDA_VISIBLE_DEVICES=$(( n_gpus - 1 - local_rank % n_gpus )) ;;

@@ -29,6 +29,7 @@ if [[ "${1:-}" == -n ]]; then
 fi
 
 # ---- local defaults --------------------------------------------------------------------------
+mosaic_require_count MOSAIC_GPUS_PER_NODE 1 optional  # before the arithmetic below (see common.sh)
 n_gpus=0
 if command -v nvidia-smi >/dev/null 2>&1; then
     n_gpus="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)"

@@ -85,6 +85,7 @@ mosaic_prepare_run
 
 # CPUs per rank: srun does not inherit sbatch's --cpus-per-task (SLURM >= 22.05), so pass it.
 cpus_per_task="${MOSAIC_CPUS_PER_TASK:-${SLURM_CPUS_PER_TASK:-}}"
+mosaic_require_count cpus_per_task 1 optional
 if [[ -z "$MOSAIC_OMP_THREADS" && -z "${OMP_NUM_THREADS:-}" ]]; then
     # One OpenMP thread per physical core of the rank (2 hardware threads per core).
     threads=$(( ${cpus_per_task:-2} / 2 ))

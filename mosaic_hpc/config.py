@@ -8,6 +8,8 @@ checks live in ``__post_init__`` and name the dotted key, e.g. ``train.lr must b
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +19,27 @@ from typing import Any
 import yaml
 
 VALUE_EMBEDDINGS = ("linear", "periodic")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` reading numbers as YAML 1.2 does: ``1e-3`` is a float.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-3``), so ``lr: 1e-3`` (the way
+    everyone writes a learning rate, and the README's own ``--set train.lr=1e-3``) arrived as the
+    string "1e-3". Still the safe loader: no tag constructs an object.
+    """
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Plain data from YAML text (:class:`ConfigLoader`); raises ``yaml.YAMLError`` on bad syntax."""
+    return yaml.load(text, Loader=ConfigLoader)
 
 
 def _check(cond: bool, key: str, msg: str) -> None:
@@ -171,6 +194,10 @@ class TrainConfig:
     loss_weights: dict[str, float] = field(default_factory=dict)
     """Weight of each named modality in the mean over modalities (others 1; empty = the paper's
     equal weights). Names are checked against the catalog."""
+    nll_beta: float = 0.0
+    """Gaussian heads: beta of the beta-NLL (Seitzer et al. 2022), each token's NLL weighted by
+    its predicted variance to this power (held constant): 0 is plain NLL, whose 1/s^2 gradient can
+    leave a hard value at the mean; 0.5 is the authors' default (loss.token_losses)."""
     precision: str = "fp32"
     """'fp32' or 'bf16' (autocast on the plain engine; DeepSpeed bf16 on the DeepSpeed engine)."""
     compile: bool = False
@@ -204,6 +231,7 @@ class TrainConfig:
         _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0")
         _check(self.grad_accum_steps >= 1, "train.grad_accum_steps", "must be >= 1")
         _check(self.loss_on in ("all", "masked"), "train.loss_on", "must be 'all' or 'masked'")
+        _check(0.0 <= self.nll_beta <= 1.0, "train.nll_beta", "must be in [0, 1]")
         for name, w in self.loss_weights.items():
             _check(w >= 0, f"train.loss_weights.{name}", "must be >= 0")
         _check(self.precision in ("fp32", "bf16"), "train.precision", "must be 'fp32' or 'bf16'")
@@ -276,6 +304,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is float:
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, f"must be a number, got {value!r}")
+        _check(math.isfinite(value), key, f"must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         _check(isinstance(value, str), key, f"must be a string, got {value!r}")
@@ -315,9 +344,11 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Ru
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
+        data = parse_yaml(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if data is None:
+        raise ValueError(f"{path}: the file is empty; a run config names its sections (see configs/tiny.yaml)")
     try:
         data = apply_overrides(data, overrides or {})
         return from_dict(RunConfig, data)
@@ -339,11 +370,14 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``train.lr=1e-3`` -> ("train.lr", 0.001); the value is parsed as YAML (safe)."""
+    """``train.lr=1e-3`` -> ("train.lr", 0.001); the value is parsed as YAML (safe, :class:`ConfigLoader`)."""
     if "=" not in text:
         raise ValueError(f"override {text!r} must look like section.key=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    try:
+        return key.strip(), parse_yaml(raw)
+    except yaml.YAMLError as err:
+        raise ValueError(f"--set {text}: the value is not valid YAML ({' '.join(str(err).split())})") from None
 
 
 def save_config(config: RunConfig, path: Path | str) -> None:

@@ -31,14 +31,24 @@ class LossOutput:
     counts: dict[str, Tensor]
 
 
-def token_losses(out: ModelOutput, batch: Batch, name: str) -> Tensor:
-    """Per-token loss for one modality, [B, L], in float32 whatever the compute precision."""
+def token_losses(out: ModelOutput, batch: Batch, name: str, nll_beta: float = 0.0) -> Tensor:
+    """Per-token loss for one modality, [B, L], in float32 whatever the compute precision.
+
+    Gaussian heads train by the beta-NLL of Seitzer et al. (ICLR 2022): each token's NLL times
+    its own variance to the power ``nll_beta``, held constant in the backward pass. Plain NLL
+    (beta 0) scales the mean's gradient by 1 / s^2, so a value the model finds hard early (the
+    redshift from a colour) can settle at the training mean with a wide variance and never leave;
+    beta 1 gives the mean MSE's gradient, and 0.5 sits between, with the variance still fitted.
+    """
     err2 = (out.mean[name].float() - batch.targets[name].float()) ** 2
     if out.logvar is None:
         return err2
     logvar = out.logvar[name].float()
     # Gaussian NLL without the constant 0.5 log(2 pi): 0.5 (log s^2 + (x - mu)^2 / s^2).
-    return 0.5 * (logvar + err2 * torch.exp(-logvar))
+    nll = 0.5 * (logvar + err2 * torch.exp(-logvar))
+    if nll_beta:
+        nll = nll * torch.exp(nll_beta * logvar.detach())
+    return nll
 
 
 def check_loss_weights(weights: Mapping[str, float], names: Sequence[str]) -> None:
@@ -49,7 +59,11 @@ def check_loss_weights(weights: Mapping[str, float], names: Sequence[str]) -> No
 
 
 def masked_regression_loss(
-    out: ModelOutput, batch: Batch, loss_on: str = "all", weights: Mapping[str, float] | None = None
+    out: ModelOutput,
+    batch: Batch,
+    loss_on: str = "all",
+    weights: Mapping[str, float] | None = None,
+    nll_beta: float = 0.0,
 ) -> LossOutput:
     """Paper App. C: L = 1/K sum_M mean_{valid tokens of M} loss_{b,l}.
 
@@ -59,6 +73,7 @@ def masked_regression_loss(
         loss_on: ``"all"`` scores every valid token (paper); ``"masked"`` only hidden ones.
         weights: modality weights of the mean over modalities, ``sum_M w_M L_M / sum_M w_M`` over
             the modalities scored in the batch (unnamed modalities weigh 1; None = equal weights).
+        nll_beta: beta of the beta-NLL for Gaussian heads (:func:`token_losses`; 0 = plain NLL).
     """
     if loss_on not in LOSS_ON:
         raise ValueError(f"loss_on must be one of {LOSS_ON}, got {loss_on!r}")
@@ -68,7 +83,7 @@ def masked_regression_loss(
         w = batch.valid[name] if loss_on == "all" else batch.valid[name] & batch.hidden[name]
         w = w.float()
         n = w.sum()
-        per_mod[name] = (token_losses(out, batch, name) * w).sum() / n.clamp(min=1.0)
+        per_mod[name] = (token_losses(out, batch, name, nll_beta) * w).sum() / n.clamp(min=1.0)
         counts[name] = n
         present.append((n > 0).float() * float(weights.get(name, 1.0)))
     has = torch.stack(present)

@@ -13,7 +13,8 @@ Exit codes (the requeue protocol of launchers/common.sh and docs/hpc.md):
   0  finished, or stopped cleanly by SIGTERM/SIGUSR1 or train.wall_time_budget_s after saving a
      checkpoint; a wall-time-budget stop also writes RUN/REQUEUE to ask the launcher to continue
   2  bad input (config, DeepSpeed JSON, data, launcher environment): one line on stderr
-  3  the loss became NaN/inf: training stopped, the last good checkpoint is untouched
+  3  the loss, the gradients or the weights became NaN/inf: training stopped, the last good
+     checkpoint is untouched
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from mosaic_hpc.config import load_config, parse_override
 from mosaic_hpc.dist_env import DistEnv, read_dist_env
 
 PROG = "mosaic_hpc/train.py"
+ALLOW_CHANGE_HELP = (
+    "resume although KEY (a config key or section, or 'catalog') differs from the checkpoint's (repeatable)"
+)
 EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3
 REQUEUE_FILE = "REQUEUE"
@@ -58,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--init-from", type=Path, default=None, metavar="RUN", help="start from RUN's weights, fresh optimizer"
     )
+    p.add_argument("--allow-change", action="append", default=[], metavar="KEY", help=ALLOW_CHANGE_HELP)
     # The deepspeed launcher appends --local_rank=N; the value comes from the environment anyway.
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return p
@@ -118,9 +123,10 @@ def _train(args: argparse.Namespace, cfg, env: DistEnv, factory) -> int:
             max_steps=args.max_steps,
             extra_sinks=sinks,
             init_from=args.init_from,
+            allow_change=tuple(args.allow_change),
         )
     except NonFiniteLossError as err:
-        return _fail(f"non-finite loss: {err}", EXIT_NONFINITE)
+        return _fail(f"non-finite training state: {err}", EXIT_NONFINITE)
     if env.is_main:
         if result.reason == "wall-time budget reached":
             requeue.write_text(f"stopped at step {result.steps}: {result.reason}\n")

@@ -5,7 +5,9 @@ test.h5 or train/ / test/ shard directories). Every file is opened and checked a
 format (schema, axes, statistics; all shards of a split must share schema and statistics), then
 every row is read, so a truncated or corrupt chunk is found here rather than hours into a run.
 Values that are inf, or more than 1e6 training standard deviations from the mean, are errors:
-they cannot come from a galaxy. The first problem stops the check with a one-line message that
+they cannot come from a galaxy; so are finite values more than 1e6 robust standard deviations
+(median absolute deviation) from their column's median, such as an undeclared 3e38 sentinel,
+which inflate the statistics until the first test passes. The first problem stops the check with a one-line message that
 names the file and the field (exit code 2); nothing is skipped.
 
 Example:
@@ -23,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from ..data.catalog import SPLITS, Catalog, CatalogError, split_paths
-from ..data.reader import MAX_ABS_NORMALISED
+from ..data.validation import (
+    MAX_ABS_NORMALISED,
+    first_implausible_row,
+    first_robust_outlier,
+    implausible_reason,
+    robust_scale,
+    sample_rows,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,6 +70,7 @@ def summarise(catalog: Catalog, chunk_rows: int = 65536) -> dict[str, Any]:
     """
     from tqdm import tqdm
 
+    robust = {name: robust_scale(x) for name, x in sample_rows(catalog).items()}
     nan = {m.name: np.zeros(m.length, dtype=np.int64) for m in catalog.schema}
     all_nan = dict.fromkeys(catalog.schema.names, 0)  # rows where the whole modality is missing
     with tqdm(total=catalog.n_rows, desc="reading", unit="rows", unit_scale=True, leave=False) as bar:
@@ -71,7 +81,8 @@ def summarise(catalog: Catalog, chunk_rows: int = 65536) -> dict[str, Any]:
                 nan[name] += isnan.sum(axis=0)
                 all_nan[name] += int(isnan.all(axis=1).sum())
                 if catalog.stats is not None:
-                    _check_range(catalog, name, x, isnan, start)
+                    _check_range(catalog, name, x, start)
+                _check_robust(catalog, name, x, start, *robust[name])
             bar.update(stop - start)
     n = max(catalog.n_rows, 1)
     mods = {}
@@ -94,17 +105,25 @@ def summarise(catalog: Catalog, chunk_rows: int = 65536) -> dict[str, Any]:
     }
 
 
-def _check_range(catalog: Catalog, name: str, x: np.ndarray, isnan: np.ndarray, start: int) -> None:
-    z = np.abs(catalog.stats.normalize(name, x))
-    bad = ~isnan & ~(z <= MAX_ABS_NORMALISED)  # inf, or implausibly far from the training mean
-    if bad.any():
-        row = start + int(np.flatnonzero(bad.any(axis=1))[0])
+def _check_range(catalog: Catalog, name: str, x: np.ndarray, start: int) -> None:
+    bad = first_implausible_row(catalog.stats.normalize(name, x))  # the reader's check (data/validation.py)
+    if bad is not None:
+        row = start + bad
         i = int(np.searchsorted(catalog.offsets, row, side="right") - 1)
+        raise CatalogError(catalog.paths[i], f"/modalities/{name}", implausible_reason(row - int(catalog.offsets[i])))
+
+
+def _check_robust(catalog: Catalog, name: str, x: np.ndarray, start: int, center, spread) -> None:
+    """Finite values absurdly far from their column's median: they wreck the statistics, which then look valid."""
+    found = first_robust_outlier(x, center, spread)
+    if found is not None:
+        row, col = found
+        path, local = catalog.locate(start + row)
         raise CatalogError(
-            catalog.paths[i],
+            path,
             f"/modalities/{name}",
-            f"row {row - int(catalog.offsets[i])} holds inf or a value more than {MAX_ABS_NORMALISED:g} standard "
-            "deviations from the training mean (corrupt data or wrong units)",
+            f"row {local} column {col} holds {x[row, col]:g}, more than {MAX_ABS_NORMALISED:g} robust standard "
+            f"deviations from the column's median {center[col]:g} (an undeclared sentinel or corrupt data)",
         )
 
 

@@ -19,6 +19,8 @@ import argparse
 import time
 from pathlib import Path
 
+from .arguments import STRICT_HELP, require_at_least
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, type=Path, help="run directory or checkpoint directory")
@@ -33,20 +35,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="UMAP seed (default: 0)")
     p.add_argument("--umap-epochs", type=int, default=None, help="UMAP epochs (default: umap-learn's choice)")
     p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.catalog import Catalog
     from ..data.configurations import SKIPPED_NOTE, paper_configurations, parse_configuration
+    from ..data.validation import validate_inputs
     from ..evaluation.embedding import scalar_column, write_embedding
     from ..evaluation.predictor import load_run
 
-    if args.n < 2:
-        raise ValueError(f"--n must be >= 2, got {args.n}")
+    require_at_least({"--n": (args.n, 2), "--umap-epochs": (args.umap_epochs, 1), "--batch-size": (args.batch_size, 1)})
     if args.out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise ValueError(f"--out {args.out}: use a .png, .pdf or .svg file")
-    if args.umap_epochs is not None and args.umap_epochs < 1:
-        raise ValueError(f"--umap-epochs must be >= 1, got {args.umap_epochs}")
     predictor = load_run(args.run)
     scalar_column(predictor.schema, args.color_by)  # fail before reading data or importing UMAP
     configs = [parse_configuration(s, predictor.schema) for s in args.configuration]
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if catalog.schema != predictor.schema:
         raise ValueError(f"{args.data}: catalog modalities differ from the run's {predictor.schema.lengths}")
     truth = catalog.read(0, min(args.n, catalog.n_rows))
+    validate_inputs(truth, predictor.schema, predictor.stats, args.data, strict=args.strict, locate=catalog.locate)
     t0 = time.perf_counter()
     n = next(iter(truth.values())).shape[0]
     print(f"embedding {n} galaxies x {len(predictor.schema)} modalities, {len(configs)} configurations", flush=True)

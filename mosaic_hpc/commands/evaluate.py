@@ -9,7 +9,10 @@ Gaussian-head runs also get the PIT KS distance and 68%/95% interval coverage pe
 Writes table1.md and metrics.json into --out (default RUN/eval) and, unless --no-figures, the
 Figure-2-style plots (figure2.png: predicted vs true scalars with 16-84% bands; SPHEREx, SFH and
 SED reconstructions with the hidden ranges shaded; one row per configuration) and report.md,
-which embeds them next to Table 1. See docs/science_outputs.md for how to read them.
+which embeds them next to Table 1. See docs/science_outputs.md for how to read them. An earlier
+report in --out is kept unless --overwrite. The split's values are checked first: inf or corrupt
+values are errors naming file and row; values outside the run's training range are warnings
+(errors with --strict).
 
 Example:
   mosaic-hpc evaluate --run runs/quickstart --data catalogs/mock --max-rows 5000
@@ -22,11 +25,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .arguments import STRICT_HELP, refuse_to_replace, require_at_least
+
 if TYPE_CHECKING:  # typing only: the CLI must not import torch to build its parser
     from ..evaluation.baselines import BaselineSettings
     from ..evaluation.metrics import ConfigurationResult
     from ..evaluation.predictor import Predictor
     from ..evaluation.report import ReportImage
+
+
+REPORT_FILES = ("table1.md", "metrics.json", "figure2.png", "report.md")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="write figure2.png and report.md (default: on)",
     )
     p.add_argument("--n-plot", type=int, default=1000, help="galaxies per scatter panel (default: 1000, as the paper)")
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    p.add_argument("--overwrite", action="store_true", help="replace the report already in --out")
     add_baseline_arguments(p)
 
 
@@ -69,9 +79,7 @@ def baseline_settings(args: argparse.Namespace, threads: int = 1) -> BaselineSet
 
     if args.baselines == "none":
         return None
-    for flag, value in (("--baseline-rows", args.baseline_rows), ("--baseline-trees", args.baseline_trees)):
-        if value < 1:
-            raise ValueError(f"{flag} must be >= 1, got {value}")
+    require_at_least({"--baseline-rows": (args.baseline_rows, 1), "--baseline-trees": (args.baseline_trees, 1)})
     return BaselineSettings(n_trees=args.baseline_trees, max_fit_rows=args.baseline_rows, n_jobs=max(1, threads))
 
 
@@ -89,11 +97,12 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.metrics import evaluate, table1_markdown, units, write_table1
     from ..evaluation.predictor import load_run
 
-    if args.max_rows is not None and args.max_rows < 1:
-        raise ValueError("--max-rows must be >= 1")
-    if args.n_plot < 1:
-        raise ValueError(f"--n-plot must be >= 1, got {args.n_plot}")
+    require_at_least(
+        {"--max-rows": (args.max_rows, 1), "--n-plot": (args.n_plot, 1), "--batch-size": (args.batch_size, 1)}
+    )
     baselines = baseline_settings(args, torch.get_num_threads())
+    out = args.out or Path(args.run) / "eval"
+    refuse_to_replace(out, REPORT_FILES, args.overwrite)
     predictor = load_run(args.run)
     catalog = Catalog.open(args.data, args.split)
     fit_catalog = Catalog.open(args.data, "train") if baselines is not None else None
@@ -115,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
         fit_catalog=fit_catalog,
         baselines=baselines,
         on_configuration=print_configuration,
+        strict=args.strict,
     )
-    out = args.out or Path(args.run) / "eval"
     md, js = write_table1(results, units(predictor), out, baselines)
     print(table1_markdown(results, units(predictor)))
     print(f"wrote {md} and {js}")

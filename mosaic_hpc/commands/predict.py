@@ -20,6 +20,11 @@ heads, /given/<name> (True where the value was an input), the axes and /columns/
 Every output carries the input's ID and pass-through columns and `row` (the input row), so it
 joins back to your table. Written atomically.
 
+The inputs are checked first (docs/hardening.md): inf or corrupt values, or a --given modality the
+file does not hold, are errors; values outside the run's training range, an empty modality or
+rows with nothing given are warnings naming the modality, the share of rows and the range, and
+errors with --strict.
+
 Examples:
   mosaic-hpc predict --run runs/quickstart --input my_galaxies.h5 --given lsst --out pred.h5
   mosaic-hpc predict --run runs/mine --input new.csv --mapping my_mapping.yaml --out pred.csv
@@ -32,6 +37,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from .arguments import STRICT_HELP, require_at_least
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,6 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="every modality, file type from the --out suffix (values), or one scalar as a qp p(x) (qp)",
     )
     p.add_argument("--scalar", default="redshift", help="with --format qp: the scalar column (default redshift)")
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
 
 
 def read_input(args: argparse.Namespace, schema):
@@ -95,9 +103,14 @@ def given_scalars_warning(inputs, schema, given: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.configurations import parse_configuration
+    from ..data.validation import validate_inputs
     from ..evaluation.prediction_files import output_format, write_predictions
     from ..evaluation.predictor import load_run
 
+    require_at_least({"--batch-size": (args.batch_size, 1)})
+    if args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a directory; give the output file's name")
     if args.format == "qp":  # a bad suffix fails before the model loads
         from ..evaluation.pdf import check_ensemble_path
 
@@ -106,8 +119,6 @@ def run(args: argparse.Namespace) -> int:
         output_format(args.out)
     if args.out.exists() and not args.overwrite:
         raise ValueError(f"{args.out} exists; pass --overwrite to replace it")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     predictor = load_run(args.run)
     source = read_input(args, predictor.schema)
     for note in source.notes:
@@ -115,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     warning = given_scalars_warning(source.inputs, predictor.schema, args.given)
     if warning:
         print(f"predict: {warning}", file=sys.stderr)
-    given = f"given={args.given}" if args.given else None
+    given = parse_configuration(f"given={args.given}", predictor.schema) if args.given else None
+    validate_inputs(source.inputs, predictor.schema, predictor.stats, args.input, given, strict=args.strict)
     pred = predictor.predict(source.inputs, given=given, batch_size=args.batch_size)
     if args.format == "qp":
         from ..evaluation.pdf import scalar_ensemble, write_ensemble

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from ..cpu_load import choose_threads
 from ..presets import REPO_ROOT, resolve_config
+from .arguments import require_at_least
 from .evaluate import add_baseline_arguments, baseline_settings, print_configuration
 
 ENGINES = ("auto", "plain", "deepspeed")
@@ -101,10 +102,6 @@ def catalog_problem(data_dir: Path) -> str | None:
     return None
 
 
-def _has_split(cat_dir: Path, split: str) -> bool:
-    return (cat_dir / f"{split}.h5").exists() or (cat_dir / split).is_dir()
-
-
 def prepare_catalog(args: argparse.Namespace) -> Path:
     """Stage 1: the user's catalog (checked), a valid existing mock catalog, or a new one."""
     if args.catalog is not None:
@@ -115,9 +112,9 @@ def prepare_catalog(args: argparse.Namespace) -> Path:
         return args.catalog
     cat_dir = args.out / "catalog"
     if cat_dir.is_dir() and catalog_problem(cat_dir) is None:
-        from ..data.catalog import Catalog
+        from ..data.catalog import Catalog, split_exists
 
-        n = sum(Catalog.open(cat_dir, s).n_rows for s in ("train", "val", "test") if _has_split(cat_dir, s))
+        n = sum(Catalog.open(cat_dir, s).n_rows for s in ("train", "val", "test") if split_exists(cat_dir, s))
         note = "" if n == args.n_galaxies else f" (--n-galaxies {args.n_galaxies} ignored: delete it to regenerate)"
         print(f"  reusing {cat_dir}: {n} galaxies{note}")
         return cat_dir
@@ -213,26 +210,23 @@ def train(args: argparse.Namespace, config_path: Path, data_dir: Path, threads: 
 
     # The bar replaces the per-step log lines; warnings still show.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    run_training(cfg, data_dir, args.out, resume="auto", max_steps=target, extra_sinks=[ProgressSink(target, done)])
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    checks = {
-        "--n-galaxies": (args.n_galaxies, 2),
-        "--n-plot": (args.n_plot, 1),
-        "--n-embed": (args.n_embed, 20),
-        "--umap-epochs": (args.umap_epochs, 1),
-        "--threads": (args.threads, 0),
-    }
-    if args.max_steps is not None:
-        checks["--max-steps"] = (args.max_steps, 1)
-    for flag, (value, least) in checks.items():
-        if value < least:
-            raise ValueError(f"{flag} must be >= {least}, got {value}")
+    result = run_training(
+        cfg, data_dir, args.out, resume="auto", max_steps=target, extra_sinks=[ProgressSink(target, done)]
+    )
+    return f"stopped at step {result.steps} of {target} ({result.reason})" if result.stopped_early else None
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_args(args)
+    require_at_least(
+        {
+            "--n-galaxies": (args.n_galaxies, 2),
+            "--n-plot": (args.n_plot, 1),
+            "--n-embed": (args.n_embed, 20),
+            "--umap-epochs": (args.umap_epochs, 1),
+            "--threads": (args.threads, 0),
+            "--max-steps": (args.max_steps, 1),
+        }
+    )
     baseline_settings(args)  # bad sizes fail before any work
     config_path = resolve_config(args.config)  # before any work: a typo should not cost a catalog
     t_start = time.perf_counter()

@@ -110,7 +110,14 @@ def run(args: argparse.Namespace) -> int:
     for split in splits:
         if (args.out / split).exists() and not args.overwrite:
             raise ValueError(f"{args.out / split} exists; pass --overwrite to replace it")
+        if (args.out / f"{split}.h5").exists() and not args.overwrite:
+            raise ValueError(
+                f"{args.out} holds {split}.h5: shards written beside it would leave a catalog no command can open "
+                f"(both {split}.h5 and {split}/); choose another --out, or pass --overwrite to replace it by the shards"
+            )
     for split, paths in splits.items():
         shards = shard_split(paths, args.out / split, split, args.n_shards, args.chunk_rows)
+        # --overwrite: the single file goes only once its complete replacement is in place
+        (args.out / f"{split}.h5").unlink(missing_ok=True)
         print(f"{split}: {len(shards)} shards in {args.out / split}")
     return 0

@@ -24,7 +24,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
+
+from ..train import ALLOW_CHANGE_HELP, EXIT_NONFINITE
+from .arguments import require_at_least
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--init-from", type=Path, default=None, metavar="RUN", help="start from RUN's weights, fresh optimizer"
     )
     p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (default 0: the idle cores)")
+    p.add_argument("--allow-change", action="append", default=[], metavar="KEY", help=ALLOW_CHANGE_HELP)
 
 
 def set_threads(requested: int) -> int:
@@ -64,15 +69,25 @@ def set_threads(requested: int) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config, parse_override
     from ..presets import resolve_config
+    from ..training.loop import NonFiniteLossError
     from ..training.runner import run_training
 
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    require_at_least({"--max-steps": (args.max_steps, 1), "--threads": (args.threads, 0)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = load_config(resolve_config(args.config), dict(parse_override(s) for s in args.set))
     set_threads(args.threads)
-    result = run_training(
-        cfg, args.data, args.out, resume=args.resume, max_steps=args.max_steps, init_from=args.init_from
-    )
+    try:
+        result = run_training(
+            cfg,
+            args.data,
+            args.out,
+            resume=args.resume,
+            max_steps=args.max_steps,
+            init_from=args.init_from,
+            allow_change=tuple(args.allow_change),
+        )
+    except NonFiniteLossError as err:  # the exit code of mosaic_hpc/train.py (docs/hpc.md)
+        print(f"mosaic-hpc train: error: non-finite training state: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
     print(f"trained {result.steps} steps; checkpoint: {result.last_checkpoint}")
     return 0

@@ -182,6 +182,34 @@ def split_paths(data: Path | str, split: str = "train") -> list[Path]:
     raise CatalogError(data, split, f"no {single.name} and no {shard_dir.name}/ directory of shards")
 
 
+def split_exists(data: Path | str, split: str) -> bool:
+    """Whether the catalog directory ``data`` has ``split`` at all (a file is one split: train).
+
+    Only absence makes an optional split (validation) optional: a split that is there but broken
+    must fail loudly, not be skipped.
+    """
+    data = Path(data)
+    return data.is_dir() and ((data / f"{split}.h5").exists() or (data / split).is_dir())
+
+
+def require_same_layout(reference: Catalog, other: Catalog) -> None:
+    """``other`` has the modalities and normalisation statistics of ``reference`` (another split of one catalog).
+
+    Raises:
+        CatalogError: naming ``other``'s file and what differs.
+    """
+    if other.schema != reference.schema:
+        raise CatalogError(
+            other.paths[0],
+            "/modalities",
+            f"{dict(other.schema.lengths)} differ from {dict(reference.schema.lengths)} in {reference.paths[0]}",
+        )
+    if other.stats is not None and reference.stats is not None and not _same_stats(other.stats, reference.stats):
+        raise CatalogError(
+            other.paths[0], "/stats", f"normalisation statistics differ from those of {reference.paths[0]}"
+        )
+
+
 class Catalog:
     """One split of a catalog, possibly spread over shard files, read as one row range.
 
@@ -229,6 +257,11 @@ class Catalog:
 
     def __len__(self) -> int:
         return self.n_rows
+
+    def locate(self, row: int) -> tuple[Path, int]:
+        """The file holding global row ``row`` of the split, and the row's index in that file."""
+        i = int(np.searchsorted(self.offsets, row, side="right") - 1)
+        return self.paths[i], row - int(self.offsets[i])
 
     def _file(self, i: int) -> h5py.File:
         pid = os.getpid()
@@ -460,8 +493,11 @@ class CatalogWriter:
                 n = x.shape[0]
             elif x.shape[0] != n:
                 raise ValueError(f"{self.path}: {m.name}: {x.shape[0]} rows, other modalities have {n}")
-            if np.isinf(x).any():
-                raise ValueError(f"{self.path}: {m.name}: block holds inf (use NaN for missing values)")
+            with np.errstate(over="ignore"):
+                if np.isinf(x.astype(np.float32)).any():  # beyond float32 (1e300) is inf once stored
+                    raise ValueError(
+                        f"{self.path}: {m.name}: block holds inf or values beyond float32 (use NaN for missing values)"
+                    )
         columns = dict(columns or {})
         if set(columns) != set(self.column_roles):
             raise ValueError(f"{self.path}: block has columns {sorted(columns)}, expected {sorted(self.column_roles)}")

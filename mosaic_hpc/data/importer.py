@@ -55,8 +55,10 @@ from .table_columns import (
     csv_cells,
     list_columns,
     read_raw_columns,
+    refuse_duplicates,
 )
 from .transforms import apply_transform, check_transform, transformed_unit
+from .validation import MAX_ABS_NORMALISED, first_robust_outlier, robust_scale
 
 log = logging.getLogger("mosaic_hpc.import")
 ERR_SUFFIX = "_err"  # default name of an error modality: <modality>_err (e.g. lsst_err)
@@ -549,6 +551,7 @@ def read_parquet(path: Path, columns: list[str], group: str = "") -> dict[str, n
     except Exception as err:  # pyarrow raises its own ArrowInvalid for a non-Parquet file
         raise _err(path, "file", f"is not a readable Parquet file ({' '.join(str(err).split())})") from None
     schema = pf.schema_arrow
+    refuse_duplicates(path, list(schema.names), columns)
     for c in columns:
         if c not in schema.names:
             raise _err(path, f"column {c!r}", f"missing; columns: {schema.names[:30]}")
@@ -595,7 +598,10 @@ def _with_sentinels(
     path: Path, cols: Mapping[str, np.ndarray], columns: tuple[str, ...], missing: Mapping, require_values: bool
 ) -> np.ndarray:
     """[N, L] float64 with sentinels, NaN and +-inf as NaN; a column with no valid value is an
-    error when ``require_values`` (a catalog to train on), not for a table to predict on."""
+    error when ``require_values`` (a catalog to train on), not for a table to predict on.
+
+    So is a value the catalog cannot hold or no galaxy can have (:func:`_refuse_implausible`).
+    """
     x = np.stack([cols[c] for c in columns], axis=1)  # (N, L)
     for j, c in enumerate(columns):
         for s in missing.get(c, ()):
@@ -604,7 +610,42 @@ def _with_sentinels(
     empty = np.flatnonzero(np.isnan(x).all(axis=0))
     if empty.size and require_values:
         raise _err(path, f"column {columns[empty[0]]!r}", "has no valid value (all missing after sentinels)")
+    _refuse_implausible(path, x, columns)
     return x
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+SENTINEL_HINT = "an undeclared missing-value sentinel? list it under the modality's missing: in the mapping"
+
+
+def _refuse_implausible(path: Path, x: np.ndarray, columns: tuple[str, ...]) -> None:
+    """Values beyond float32 (1e300 would be stored as inf) or far outside their column's distribution.
+
+    A finite sentinel such as 3e38 passes every type check, then dominates the mean and the
+    standard deviation of its column, so the normalisation of every other value is wrecked while
+    the statistics look valid; measured against the column's median and median absolute
+    deviation it stands out by many orders of magnitude (:func:`.validation.robust_scale`).
+    """
+    with np.errstate(invalid="ignore"):
+        huge = np.abs(x) > FLOAT32_MAX
+    if huge.any():
+        row, j = (int(i[0]) for i in np.nonzero(huge))
+        raise _err(
+            path,
+            f"column {columns[j]!r}",
+            f"data row {row} holds {x[row, j]:g}, beyond the catalog's float32 range (+-{FLOAT32_MAX:.3g}): "
+            f"{SENTINEL_HINT}, or rescale the column",
+        )
+    center, spread = robust_scale(x)
+    found = first_robust_outlier(x, center, spread)
+    if found is not None:
+        row, j = found
+        raise _err(
+            path,
+            f"column {columns[j]!r}",
+            f"data row {row} holds {x[row, j]:g}, more than {MAX_ABS_NORMALISED:g} robust standard deviations from "
+            f"the column's median {center[j]:g}: {SENTINEL_HINT}",
+        )
 
 
 def convert(

@@ -8,6 +8,7 @@ and the mode only matters when the statistics are computed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -102,11 +103,21 @@ class RunningStats:
 
 @dataclass(frozen=True)
 class NormStats:
-    """Per-modality mean and std, each of length L (float64)."""
+    """Per-modality mean and std, each of length L (float64).
+
+    ``low`` / ``high``: the smallest and largest training value of each column (physical units),
+    recorded by the trainer in ``normalization.json`` so that prediction can tell inputs outside
+    the training range (:mod:`.validation`); absent in catalog files and older checkpoints.
+    """
 
     mean: dict[str, np.ndarray]
     std: dict[str, np.ndarray]
     modes: dict[str, str]
+    low: dict[str, np.ndarray] | None = None
+    high: dict[str, np.ndarray] | None = None
+
+    def with_range(self, low: dict[str, np.ndarray], high: dict[str, np.ndarray]) -> NormStats:
+        return dataclasses.replace(self, low=low, high=high)
 
     def normalize(self, name: str, x):
         """(x - mean) / std for numpy arrays or torch tensors of shape [..., L]. NaN stays NaN."""
@@ -141,14 +152,28 @@ class NormStats:
         return v
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             n: {"mean": self.mean[n].tolist(), "std": self.std[n].tolist(), "mode": self.modes[n]} for n in self.mean
         }
+        if self.low is not None and self.high is not None:
+            for n in out:  # NaN (a column with no value in the sample) is written as null
+                out[n]["low"] = [None if np.isnan(v) else v for v in self.low[n].tolist()]
+                out[n]["high"] = [None if np.isnan(v) else v for v in self.high[n].tolist()]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> NormStats:
+        def column(key: str) -> dict[str, np.ndarray] | None:
+            if not all(key in v for v in data.values()):
+                return None
+            return {
+                n: np.asarray([np.nan if x is None else x for x in v[key]], dtype=np.float64) for n, v in data.items()
+            }
+
         return cls(
             mean={n: np.asarray(v["mean"], dtype=np.float64) for n, v in data.items()},
             std={n: np.asarray(v["std"], dtype=np.float64) for n, v in data.items()},
             modes={n: str(v["mode"]) for n, v in data.items()},
+            low=column("low"),
+            high=column("high"),
         )

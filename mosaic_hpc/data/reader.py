@@ -58,6 +58,7 @@ from ..config import DataConfig
 from ..dist_env import read_dist_env
 from .batch import Batch, gather_batch
 from .catalog import Catalog, CatalogError
+from .validation import first_implausible_row, implausible_reason
 
 log = logging.getLogger("mosaic_hpc.data")
 
@@ -71,11 +72,6 @@ MPI_RANK_VARS: tuple[str, ...] = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK
 # rows per task peaked at 2-4 threads; 2048-4096 rows scaled to 8). Masks are keyed by row, so
 # the batches are identical to preparing them one by one.
 PREP_ROWS = 2048
-
-# A normalised value this many training standard deviations from the mean cannot come from a
-# galaxy: it is corrupt bytes (raw HDF5 chunks carry no checksum unless written with fletcher32)
-# or a unit error, and it would wreck training, so the reader stops and names the file and row.
-MAX_ABS_NORMALISED = 1e6
 
 Masker = Callable[[np.ndarray, int], Mapping[str, np.ndarray]]
 Transform = Callable[[Batch], Batch]
@@ -339,16 +335,13 @@ class ShardedReader:
     def _check_values(self, batch: Batch) -> None:
         """Stop on values no galaxy can have (corrupt bytes, wrong units), naming file and row."""
         for name, t in batch.targets.items():
-            if t.size and t.max() <= MAX_ABS_NORMALISED and t.min() >= -MAX_ABS_NORMALISED:
+            bad = first_implausible_row(t)  # the check of predict and evaluate (data/validation.py)
+            if bad is None:
                 continue
-            bad = np.flatnonzero(~(np.abs(t) <= MAX_ABS_NORMALISED).all(axis=1))[0]
             row = int(batch.row_ids[bad])
             i = int(np.searchsorted(self.catalog.offsets, row, side="right") - 1)
             raise CatalogError(
-                self.catalog.paths[i],
-                f"/modalities/{name}",
-                f"row {row - int(self.catalog.offsets[i])} holds a value more than {MAX_ABS_NORMALISED:g} "
-                "standard deviations from the training mean (inf, corrupt data or wrong units)",
+                self.catalog.paths[i], f"/modalities/{name}", implausible_reason(row - int(self.catalog.offsets[i]))
             )
 
     # ---------------------------------------------------------------------------- pipeline

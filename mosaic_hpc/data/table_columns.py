@@ -46,14 +46,34 @@ def _kind(path: Path) -> str:
 def _csv_rows(path: Path) -> Iterator[tuple[list[str], Iterator[list[str]]]]:
     """Header and row iterator of a UTF-8 CSV file; a bad byte is a one-line error, not a traceback."""
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        # utf-8-sig: a leading byte-order mark is not part of the first column name
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if not header:
                 raise CatalogError(path, "header", "file is empty (expected a header line with column names)")
             yield [h.strip() for h in header], reader
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+
+
+def _not_utf8(path: Path) -> CatalogError:
+    """The error for undecodable bytes, naming the line and the byte (found again on the raw bytes)."""
+    raw = Path(path).read_bytes()
+    try:
+        raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise CatalogError(path, "file", f"is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        line = raw.count(b"\n", 0, err.start) + 1
+        byte = raw[err.start : err.start + 1].hex()
+        return CatalogError(path, f"line {line}", f"is not UTF-8 text (byte 0x{byte} at offset {err.start})")
+    return CatalogError(path, "file", "is not UTF-8 text")
+
+
+def refuse_duplicates(path: Path, names: list[str], columns: list[str]) -> None:
+    """A mapped column whose name the file uses twice: which of the two is meant cannot be told."""
+    twice = sorted({c for c in columns if names.count(c) > 1})
+    if twice:
+        raise CatalogError(path, f"column {twice[0]!r}", f"appears {names.count(twice[0])} times in the file's columns")
 
 
 def list_columns(path: Path | str, group: str = "") -> list[str]:
@@ -119,6 +139,7 @@ def csv_cells(path: Path, columns: list[str]) -> dict[str, list[str]]:
     value columns (``importer.read_csv``) and the ID and pass-through columns.
     """
     with _csv_rows(path) as (header, reader):
+        refuse_duplicates(path, header, columns)
         idx = {}
         for c in columns:
             if c not in header:

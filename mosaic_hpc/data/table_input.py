@@ -55,7 +55,7 @@ def read_catalog_file(path: Path, schema: CatalogSchema) -> PredictionInput:
 
     Raises:
         CatalogError: not HDF5, no ``/modalities`` (then the message suggests ``--mapping``), a
-            modality the run does not know or of the wrong length.
+            modality the run does not know or of the wrong length, bytes that fail their checksum.
     """
     import h5py
 
@@ -73,7 +73,10 @@ def read_catalog_file(path: Path, schema: CatalogSchema) -> PredictionInput:
             if not isinstance(ds, h5py.Dataset) or ds.ndim != 2 or ds.shape[1] != schema[name].length:
                 shape = getattr(ds, "shape", None)
                 raise CatalogError(path, f"/modalities/{name}", f"shape {shape}, expected [N, {schema[name].length}]")
-            inputs[name] = np.asarray(ds[()], dtype=np.float32)
+            try:
+                inputs[name] = np.asarray(ds[()], dtype=np.float32)
+            except OSError as err:  # a fletcher32 mismatch, a truncated chunk
+                raise CatalogError(path, f"/modalities/{name}", f"cannot be read, corrupt ({err})") from None
         if not inputs:
             raise CatalogError(path, "/modalities", "holds no modality")
         n = len(next(iter(inputs.values())))

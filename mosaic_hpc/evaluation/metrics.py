@@ -18,6 +18,7 @@ import numpy as np
 
 from ..data.catalog import Catalog
 from ..data.configurations import InputConfiguration
+from ..data.validation import validate_inputs
 from ..schema import CatalogSchema
 from .baselines import BaselineSettings, predict_baselines
 from .predictor import Prediction, Predictor
@@ -182,13 +183,19 @@ def evaluate(
     fit_catalog: Catalog | None = None,
     baselines: BaselineSettings | None = None,
     on_configuration: Callable[[ConfigurationResult], None] | None = None,
+    strict: bool = False,
 ) -> list[ConfigurationResult]:
     """Score every configuration on the first ``max_rows`` rows of ``catalog`` (all by default).
+
+    The rows are checked first (:func:`~mosaic_hpc.data.validation.validate_inputs`): impossible
+    values are errors naming file and row; values outside the training range are warnings, errors
+    with ``strict``.
 
     Args:
         fit_catalog: the training split the baselines are fitted on (with ``baselines``).
         baselines: baseline settings; None (or no ``fit_catalog``) scores MOSAIC alone.
         on_configuration: called after each configuration (progress lines).
+        strict: out-of-range values are errors instead of warnings.
     """
     for cat in (catalog, fit_catalog):
         if cat is not None and cat.schema != predictor.schema:
@@ -198,6 +205,7 @@ def evaluate(
             )
     n = catalog.n_rows if max_rows is None else min(max_rows, catalog.n_rows)
     truth = catalog.read(0, n)
+    validate_inputs(truth, predictor.schema, predictor.stats, catalog.paths[0], strict=strict, locate=catalog.locate)
     fit_rows = None
     if fit_catalog is not None and baselines is not None:
         fit_rows = read_fit_rows(fit_catalog, baselines)

@@ -6,8 +6,9 @@
     pred.sigma["sed"]                           # per-value uncertainty (Gaussian heads only)
 
 A run directory resolves to its latest checkpoint; a checkpoint directory works too. Loading
-reads YAML/JSON metadata and ``model.pt`` with ``torch.load(weights_only=True)``, so a
-checkpoint from an untrusted source cannot execute code.
+verifies the checkpoint's checksums and reads YAML/JSON metadata and ``model.pt`` with
+``torch.load(weights_only=True)``, so a checkpoint from an untrusted source cannot execute code,
+and a damaged or diverged one is refused by name.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from ..config import RunConfig, config_from_dict
 from ..data.batch import Batch, make_batch
 from ..data.configurations import InputConfiguration, parse_configuration
 from ..data.normalization import NormStats
+from ..data.validation import check_inputs
 from ..model import ModelOutput, MosaicModel, build_model
 from ..schema import CatalogSchema
-from ..training.checkpoint import CheckpointManager
+from ..training.checkpoint import CheckpointManager, verify_for_inference
+from ..training.engine import load_weights
+from ..training.safe_load import safe_torch_load
 
 
 @dataclass
@@ -126,15 +130,13 @@ class Predictor:
         for name in ("config.yaml", "schema.json", "normalization.json", "model.pt"):
             if not (ckpt / name).is_file():
                 raise ValueError(f"{ckpt}: incomplete checkpoint, {name} missing")
+        verify_for_inference(ckpt)  # checksums, no code in model.pt, finite weights
         config = config_from_dict(yaml.safe_load((ckpt / "config.yaml").read_text()))
         schema = CatalogSchema.from_dict(json.loads((ckpt / "schema.json").read_text()))
         stats = NormStats.from_dict(json.loads((ckpt / "normalization.json").read_text()))
         model = build_model(schema, config.model, config.masking.mask_value)
-        state = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            raise ValueError(f"{ckpt / 'model.pt'}: weights do not fit the saved config ({err})") from None
+        state = safe_torch_load(ckpt / "model.pt")
+        load_weights(model, state, ckpt / "model.pt")
         return cls(model, config, schema, stats, device=device, checkpoint=ckpt)
 
     def _check_inputs(self, inputs: Mapping[str, np.ndarray]) -> int:
@@ -167,6 +169,9 @@ class Predictor:
         input NaN where the target has a value is hidden, not missing.
         """
         n = self._check_inputs(inputs)
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        check_inputs(inputs, self.stats, given)  # impossible values (inf, corrupt) are errors, never scored
         given_mask = given.given_mask(self.schema) if given is not None else None
         for s in range(0, n, batch_size):
             sl = slice(s, min(s + batch_size, n))
@@ -212,8 +217,9 @@ class Predictor:
         if isinstance(given, str):
             given = parse_configuration(given, self.schema)
         n = self._check_inputs(inputs)
-        values = {m.name: np.empty((n, m.length), np.float32) for m in self.schema}
-        sigma = {m.name: np.empty((n, m.length), np.float32) for m in self.schema} if self.gaussian else None
+        # NaN-filled, not np.empty: a row the loop below did not reach can never look like a prediction
+        values = {m.name: np.full((n, m.length), np.nan, np.float32) for m in self.schema}
+        sigma = {m.name: np.full((n, m.length), np.nan, np.float32) for m in self.schema} if self.gaussian else None
         seen = {m.name: np.empty((n, m.length), bool) for m in self.schema}
         for sl, batch in self.batches(inputs, given, batch_size=batch_size):
             out = self.forward(batch)

@@ -16,6 +16,11 @@ Checkpoints: every rank calls DeepSpeed's ``save_checkpoint`` into the directory
 :class:`CheckpointManager` gives it; rank 0 then consolidates the fp32 master weights into a
 plain ``model.pt``, so evaluation never needs DeepSpeed. Resuming at another world size
 converts the checkpoint with ``ds_to_universal`` and loads it with ``load_universal``.
+
+No checkpoint can execute code: DeepSpeed unpickles its files with ``weights_only=False``, so the
+runner verifies every file with the restricted unpickler first (allowing only
+:func:`deepspeed_safe_globals`), and every DeepSpeed call that reads a checkpoint runs inside
+:func:`~.safe_load.restricted_loading`, which makes those reads restricted too.
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ from ..data.batch import Batch
 from ..dist_env import DistEnv
 from ..model import ModelOutput, MosaicModel
 from .checkpoint import read_client_state
-from .engine import param_groups
+from .engine import all_finite, apply_hyperparameters, param_groups
 from .metrics import peak_flops_for
+from .safe_load import CheckpointError, restricted_loading, safe_torch_load
 from .schedule import lr_factor
 
 log = logging.getLogger("mosaic_hpc.train")
@@ -55,6 +61,22 @@ def _quiet() -> Iterator[None]:
     """Swallow the progress bars and prints of DeepSpeed's offline checkpoint tools."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         yield
+
+
+def deepspeed_safe_globals() -> tuple[type, ...]:
+    """The classes DeepSpeed's checkpoint files hold besides tensors and plain containers.
+
+    Measured on DeepSpeed 0.19 checkpoints of ZeRO 1, 2 and 3, fp32 and bf16, and universal
+    conversions: the optimizer states pickle the loss-scaler object and the ZeRO stage enum, and
+    ZeRO-1/2 states the fragment address of each parameter slice. All three are data holders
+    without ``__reduce__``, ``__new__`` or ``__setstate__`` of their own, so building them from a
+    file runs no code the file chooses. Anything else in a DeepSpeed file is refused.
+    """
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return (LossScaler, ZeroStageEnum, fragment_address)
 
 
 def _rng_file(rank: int) -> str:
@@ -257,6 +279,21 @@ class DeepSpeedEngine:
     def train(self, mode: bool = True) -> None:
         self._ds.train(mode)
 
+    def update_finite(self) -> torch.Tensor:
+        norm = self._ds.get_global_grad_norm()  # a float or a device tensor, None before the first step
+        if norm is None:
+            return torch.ones((), dtype=torch.bool, device=self.device)
+        return torch.isfinite(torch.as_tensor(norm, device=self.device))
+
+    def weights_finite(self) -> torch.Tensor:
+        # ZeRO-3 leaves each rank a flat shard (ds_tensor) of every parameter; ZeRO-1/2 full copies.
+        params = (getattr(p, "ds_tensor", p) for p in self.module.parameters())
+        return all_finite(params, self.device)
+
+    @property
+    def checkpoint_safe_globals(self) -> tuple[type, ...]:
+        return deepspeed_safe_globals()
+
     # -- collectives used by the runner and the loop -------------------------------------------
 
     def barrier(self) -> None:
@@ -336,7 +373,7 @@ class DeepSpeedEngine:
         """
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-        with _quiet():  # it prints per-shard progress
+        with _quiet(), restricted_loading(deepspeed_safe_globals()):  # it prints per-shard progress
             sd = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
         # Clone: the tensors are views into one flat buffer; saved as views they drag it along.
         return {k: v.detach().to(torch.float32).clone() for k, v in sd.items()}
@@ -347,18 +384,17 @@ class DeepSpeedEngine:
         At the saved world size DeepSpeed loads its own files. At another one the per-rank ZeRO
         partitions no longer fit, so rank 0 converts the checkpoint into a universal one beside
         it (``ds_to_universal``) and every rank loads that with ``load_universal``; the
-        conversion is removed afterwards (it is rebuilt from the original when needed).
+        conversion is removed afterwards (it is rebuilt from the original when needed). Every
+        read runs under :func:`restricted_loading`; the caller has verified the files already.
         """
         ckpt_dir = Path(ckpt_dir)
         client = read_client_state(ckpt_dir)
         saved_world = int(client.get("world_size", self.env.world_size))
         if saved_world == self.env.world_size:
-            path, _ = self._ds.load_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
-            if path is None:
-                raise ValueError(f"{ckpt_dir}: DeepSpeed could not load this checkpoint")
+            self._load_deepspeed(ckpt_dir)
             rng_path = ckpt_dir / _rng_file(self.env.rank)
             if rng_path.is_file():
-                rng = torch.load(rng_path, map_location="cpu", weights_only=True)
+                rng = safe_torch_load(rng_path)
                 torch.set_rng_state(rng["torch"])
                 if self.device.type == "cuda" and rng["cuda"].numel():
                     torch.cuda.set_rng_state(rng["cuda"], self.device)
@@ -377,16 +413,32 @@ class DeepSpeedEngine:
         # load_universal is read from the config at load time only; switch it on for this load.
         self._ds._config.load_universal_checkpoint = True
         try:
-            path, _ = self._ds.load_checkpoint(str(universal.parent), tag=universal.name)
+            self._load_deepspeed(universal)
         finally:
             self._ds._config.load_universal_checkpoint = False
-        if path is None:
-            raise ValueError(f"{universal}: DeepSpeed could not load the universal checkpoint")
         self.barrier()
         if self.env.is_main:
             shutil.rmtree(universal, ignore_errors=True)
         # RNG: the saved streams belonged to another rank layout; keep this run's seeded ones.
         return client
+
+    def _load_deepspeed(self, ckpt_dir: Path) -> None:
+        """DeepSpeed's ``load_checkpoint`` with restricted unpickling and one-line errors."""
+        try:
+            with restricted_loading(deepspeed_safe_globals()):
+                path, _ = self._ds.load_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
+        except CheckpointError:
+            raise
+        except (RuntimeError, KeyError, ValueError, OSError, AssertionError) as err:
+            first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise CheckpointError(
+                ckpt_dir,
+                f"DeepSpeed could not load it ({type(err).__name__}: {first[:200]}); a model.* or "
+                "train.precision change cannot be resumed",
+            ) from None
+        if path is None:
+            raise CheckpointError(ckpt_dir, "DeepSpeed could not load this checkpoint")
+        apply_hyperparameters(self._ds.optimizer, self._ds.lr_scheduler, self.cfg)
 
 
 def convert_to_universal(ckpt_dir: Path, out_dir: Path) -> None:
@@ -403,7 +455,7 @@ def convert_to_universal(ckpt_dir: Path, out_dir: Path) -> None:
         strict=True,
         inject_missing_state=False,
     )
-    with _quiet():
+    with _quiet(), restricted_loading(deepspeed_safe_globals()):
         ds_to_universal.main(args)
     # It also writes DeepSpeed's own `latest_universal` pointer beside the output; ours is `latest`.
     (out_dir.parent / "latest_universal").unlink(missing_ok=True)

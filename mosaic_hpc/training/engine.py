@@ -8,6 +8,7 @@ contract, mirrored here so one loop drives both). Only ``deepspeed_engine.py`` i
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ import torch
 from ..config import RunConfig
 from ..data.batch import Batch
 from ..model import ModelOutput, MosaicModel
+from .safe_load import CheckpointError, safe_torch_load
 from .schedule import lr_factor
 
 
@@ -39,6 +41,14 @@ class Engine(Protocol):
     def get_grad_norm(self) -> float | None: ...
 
     def train(self, mode: bool = True) -> None: ...
+
+    def update_finite(self) -> torch.Tensor:
+        """0-dim bool on the device: the last optimizer step's gradient norm was finite (no sync)."""
+        ...
+
+    def weights_finite(self) -> torch.Tensor:
+        """0-dim bool on the device: this rank's weights (or its ZeRO-3 shard) are all finite."""
+        ...
 
     def save(self, ckpt_dir: Path, client_state: dict[str, Any]) -> None:
         """Write this engine's state into ``ckpt_dir`` (called on every rank)."""
@@ -64,6 +74,40 @@ def build_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW
     return torch.optim.AdamW(
         param_groups(model, cfg), lr=cfg.train.lr, betas=cfg.train.betas, fused=torch.cuda.is_available() or None
     )
+
+
+def all_finite(tensors: Iterable[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """True (a 0-dim device tensor, read without a host sync) when every value of every tensor is finite."""
+    flags = [torch.isfinite(t).all() for t in tensors if t.numel()]
+    return torch.stack(flags).all() if flags else torch.ones((), dtype=torch.bool, device=device)
+
+
+def apply_hyperparameters(optimizer: torch.optim.Optimizer, scheduler, cfg: RunConfig) -> None:
+    """Make a just-loaded optimizer follow the run config again (both engines, after ``load``).
+
+    ``load_state_dict`` restores the learning rate, betas and weight decay saved in the checkpoint
+    and the scheduler its base learning rate, so a value changed on resume (``--allow-change
+    train.lr``) would silently not apply. The config is the source of truth: its values are set
+    again and the current step's learning rate is recomputed from them, exactly as the scheduler
+    computes it (``base_lr * lr_factor(step)``), so an unchanged resume stays bitwise exact.
+    """
+    tc = cfg.train
+    scheduler.base_lrs = [tc.lr] * len(optimizer.param_groups)
+    factor = lr_factor(scheduler.last_epoch, tc)
+    for group, weight_decay in zip(optimizer.param_groups, (tc.weight_decay, 0.0), strict=True):
+        group["betas"] = tc.betas
+        group["weight_decay"] = weight_decay  # the two groups of param_groups()
+        group["initial_lr"] = tc.lr
+        group["lr"] = tc.lr * factor
+
+
+def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """``load_state_dict`` with a one-line error when the weights do not fit the model."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        raise CheckpointError(source, f"the weights do not fit the model of this config ({first[:200]})") from None
 
 
 def pick_device() -> torch.device:
@@ -119,6 +163,14 @@ class PlainEngine:
     def train(self, mode: bool = True) -> None:
         self.module.train(mode)
 
+    def update_finite(self) -> torch.Tensor:
+        if self._grad_norm is None:
+            return torch.ones((), dtype=torch.bool, device=self.device)
+        return torch.isfinite(self._grad_norm)
+
+    def weights_finite(self) -> torch.Tensor:
+        return all_finite(self.module.parameters(), self.device)
+
     def save(self, ckpt_dir: Path, client_state: dict[str, Any]) -> None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         torch.save(self.module.state_dict(), ckpt_dir / "model.pt")
@@ -137,10 +189,15 @@ class PlainEngine:
     def load(self, ckpt_dir: Path) -> dict[str, Any]:
         from .checkpoint import read_client_state
 
-        self.module.load_state_dict(torch.load(ckpt_dir / "model.pt", map_location=self.device, weights_only=True))
-        state = torch.load(ckpt_dir / "engine.pt", map_location="cpu", weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        weights = ckpt_dir / "model.pt"
+        load_weights(self.module, safe_torch_load(weights, map_location=self.device), weights)
+        state = safe_torch_load(ckpt_dir / "engine.pt")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(ckpt_dir / "engine.pt", f"optimizer state does not fit this run ({err})") from None
+        apply_hyperparameters(self.optimizer, self.scheduler, self.cfg)
         self.global_steps = int(state["global_steps"])
         self._micro = int(state["micro_steps"])
         torch.set_rng_state(state["torch_rng"])

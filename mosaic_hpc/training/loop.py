@@ -1,8 +1,15 @@
 """The training loop shared by the plain and the DeepSpeed engines.
 
 Micro-batch -> forward -> loss -> backward -> engine.step, with periodic metrics, validation,
-checkpoints, a non-finite-loss guard and clean stops. It knows nothing of the engine's internals:
+checkpoints, a non-finite guard and clean stops. It knows nothing of the engine's internals:
 the engine hides accumulation, precision, ZeRO and communication.
+
+The non-finite guard watches three things, because a diverging run can corrupt the weights while
+the loss still looks finite: the loss of every micro-batch, the gradient norm of every optimizer
+step (an inf norm turns the update, and then every weight, into NaN) and, before every save, the
+weights themselves. The flags stay on the device (no host sync per step); they are read at every
+logging step and before every checkpoint, combined over ranks, and any of them stops the run
+with :class:`NonFiniteLossError` before a non-finite state is written.
 """
 
 from __future__ import annotations
@@ -30,7 +37,11 @@ log = logging.getLogger("mosaic_hpc.train")
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced NaN or inf; the last good checkpoint is left untouched."""
+    """Training produced NaN or inf (loss, gradients or weights); the last good checkpoint is left untouched."""
+
+
+# What each slot of the loop's non-finite flags means, for the error message.
+NONFINITE_WHAT = ("the loss", "the gradient norm", "the weights")
 
 
 @dataclass
@@ -58,7 +69,12 @@ def rescale_position(position: ReaderPosition, old_global_batch: int, new_global
 
 @torch.no_grad()
 def validation_loss(
-    engine, reader: ShardedReader, n_batches: int, loss_on: str, loss_weights: dict[str, float] | None = None
+    engine,
+    reader: ShardedReader,
+    n_batches: int,
+    loss_on: str,
+    loss_weights: dict[str, float] | None = None,
+    nll_beta: float = 0.0,
 ) -> dict[str, float]:
     """Mean loss over the first ``n_batches`` of the validation split with fixed (epoch-0) masks."""
     engine.train(False)
@@ -68,7 +84,7 @@ def validation_loss(
         if n >= n_batches:
             break
         b = batch.to_torch(engine.device)
-        out = masked_regression_loss(engine.forward(b), b, loss_on, loss_weights)
+        out = masked_regression_loss(engine.forward(b), b, loss_on, loss_weights, nll_beta)
         for k, v in {"all": out.total, **out.per_modality}.items():
             totals[k] = totals.get(k, 0.0) + float(v)
         n += 1
@@ -101,20 +117,24 @@ def train_loop(
         NonFiniteLossError: the loss became NaN/inf; no checkpoint is written after it.
     """
     tc = cfg.train
-    max_steps = max_steps or tc.max_steps
+    max_steps = tc.max_steps if max_steps is None else max_steps
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     position = ReaderPosition()
     if resume_from is not None:
         client = engine.load(resume_from)
         position = ReaderPosition(**client["position"])
         saved_world = int(client.get("world_size", world_size))
-        if saved_world != world_size:
-            saved_mbs = int(client.get("micro_batch_size", cfg.data.micro_batch_size))
+        saved_mbs = int(client.get("micro_batch_size", cfg.data.micro_batch_size))
+        if saved_world * saved_mbs != world_size * cfg.data.micro_batch_size:
             position = rescale_position(position, saved_mbs * saved_world, cfg.data.micro_batch_size * world_size)
             log.warning(
-                "checkpoint has %d ranks, this run %d: data order continues at the same share of epoch %d, "
-                "not sample-exact",
+                "checkpoint has %d ranks x %d galaxies per batch, this run %d x %d: data order continues at the same "
+                "share of epoch %d, not sample-exact",
                 saved_world,
+                saved_mbs,
                 world_size,
+                cfg.data.micro_batch_size,
                 position.epoch,
             )
         log.info(
@@ -129,17 +149,27 @@ def train_loop(
     meter.reset(engine.global_steps)
     names = list(schema.names)
     running = torch.zeros(len(names) + 1, device=engine.device)
-    bad = torch.zeros((), dtype=torch.bool, device=engine.device)
+    bad = torch.zeros(len(NONFINITE_WHAT), dtype=torch.bool, device=engine.device)  # sticky, see module doc
     n_running = 0
     history: list[dict[str, float]] = []
     last_ckpt = resume_from
+    start_step = engine.global_steps
     engine.train(True)
 
+    def stop_if_nonfinite(step: int) -> None:
+        # Decided over all ranks (the reduced flags are the same everywhere), so that no rank is
+        # left waiting in a collective while another stops.
+        flags = reduce_mean(bad.float()).tolist()
+        what = [w for w, f in zip(NONFINITE_WHAT, flags, strict=True) if f > 0]
+        if what:
+            raise NonFiniteLossError(
+                f"{' and '.join(what)} became NaN or inf by step {step}; stopping, last good checkpoint kept "
+                "(lower train.lr, or set train.grad_clip)"
+            )
+
     def save() -> Path:
-        # Never checkpoint a non-finite state; decided over all ranks so that none is left
-        # waiting in the collective save while another stops.
-        if bool(reduce_mean(bad.float()) > 0):
-            raise NonFiniteLossError("loss became NaN or inf; last good checkpoint kept")
+        bad[2] |= ~engine.weights_finite()  # never checkpoint non-finite weights
+        stop_if_nonfinite(engine.global_steps)
         state = {
             "step": engine.global_steps,
             "position": position.__dict__,
@@ -155,15 +185,17 @@ def train_loop(
             position, batch = next(stream)
             b = batch.to_torch(engine.device)
             meter.add(b.size * world_size, time.perf_counter() - t0)
-            out = train_step(engine, b, tc.loss_on, tc.loss_weights)
+            out = train_step(engine, b, tc.loss_on, tc.loss_weights, tc.nll_beta)
             detached = torch.stack([out.total.detach(), *(out.per_modality[n].detach() for n in names)])
-            bad |= ~torch.isfinite(detached[0])
+            bad[0] |= ~torch.isfinite(detached[0])
             running += detached
             n_running += 1
+        bad[1] |= ~engine.update_finite()
         step = engine.global_steps
         if (tc.log_every and step % tc.log_every == 0) or step == max_steps:
             mean = reduce_mean(running / max(n_running, 1)).tolist()
-            if bad or not math.isfinite(mean[0]):  # the reduced mean is the same on every rank
+            stop_if_nonfinite(step)
+            if not math.isfinite(mean[0]):  # the reduced mean is the same on every rank
                 raise NonFiniteLossError(f"loss is {mean[0]} at step {step}; stopping, last good checkpoint kept")
             record = {"loss/total": mean[0], **{f"loss/{n}": v for n, v in zip(names, mean[1:], strict=True)}}
             record["optim/lr"] = engine.get_lr()
@@ -177,7 +209,7 @@ def train_loop(
             running.zero_()
             n_running = 0
         if val_reader is not None and tc.eval_every and step % tc.eval_every == 0:
-            val = validation_loss(engine, val_reader, tc.eval_batches, tc.loss_on, tc.loss_weights)
+            val = validation_loss(engine, val_reader, tc.eval_batches, tc.loss_on, tc.loss_weights, tc.nll_beta)
             metrics.log(step, val)
             history.append({"step": step, **val})
         if tc.save_every and step % tc.save_every == 0 and step < max_steps:
@@ -185,7 +217,8 @@ def train_loop(
         if stop.should_stop():
             reason = stop.reason
             break
-    last_ckpt = save()
+    if engine.global_steps > start_step or last_ckpt is None:
+        last_ckpt = save()  # a finished run resumed again has nothing new to save
     return TrainResult(
         steps=engine.global_steps, stopped_early=bool(reason), reason=reason, last_checkpoint=last_ckpt, history=history
     )

@@ -41,6 +41,33 @@ class JsonlSink:
         self._f.close()
 
 
+def drop_records_after(path: Path, step: int) -> int:
+    """Remove the records of steps after ``step`` from a JSONL file; returns how many were removed.
+
+    A run killed after logging step 120 but resumed from its step-100 checkpoint logs steps
+    101-120 again; without this the file would hold two lines for each of them (and a line torn
+    by the kill, which is not JSON, is dropped too). Rewritten atomically.
+    """
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            dropped += 1
+            continue
+        if isinstance(record, dict) and int(record.get("step", 0)) > step:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
+    return dropped
+
+
 class MetricsLogger:
     """Fan-out of metric records to sinks; a no-op on ranks other than 0."""
 

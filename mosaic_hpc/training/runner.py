@@ -19,20 +19,23 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig, save_config
-from ..data.catalog import Catalog
+from ..config import DataConfig, RunConfig, save_config
+from ..data.catalog import Catalog, require_same_layout, split_exists
 from ..data.masker import HierarchicalMasker
 from ..data.prefetch import DevicePrefetcher
 from ..data.reader import ShardedReader
+from ..data.validation import training_range
 from ..dist_env import DistEnv
 from ..loss import check_loss_weights
 from ..model import build_model
-from .checkpoint import CheckpointManager, write_run_metadata
+from .checkpoint import CheckpointManager, Ranks, checkpoint_step, write_run_metadata
 from .config_fit import fit_and_report
 from .engine import PlainEngine
 from .init_from import load_pretrained
 from .loop import TrainResult, train_loop
-from .metrics import JsonlSink, MetricsLogger
+from .metrics import JsonlSink, MetricsLogger, drop_records_after
+from .resume_check import check_allowed_keys, check_resume
+from .run_lock import RunLock
 from .stop import StopRequest
 
 log = logging.getLogger("mosaic_hpc.train")
@@ -75,17 +78,38 @@ def open_validation_split(data_dir: Path) -> Catalog | None:
         CatalogError: a ``val`` split exists but is broken (a broken file is never skipped).
     """
     data_dir = Path(data_dir)
-    if data_dir.is_dir() and not (data_dir / "val.h5").exists() and not (data_dir / "val").is_dir():
+    if not data_dir.is_dir():
+        log.info("%s is a single file: training runs without validation losses", data_dir)
+        return None
+    if not split_exists(data_dir, "val"):
         log.info(
             "%s has no validation split (val.h5): training runs without validation losses; the test split is "
             "never used for validation (re-import or re-generate the catalog to get one)",
             data_dir,
         )
         return None
-    if not data_dir.is_dir():
-        log.info("%s is a single file: training runs without validation losses", data_dir)
-        return None
     return Catalog.open(data_dir, "val")
+
+
+def validation_batching(data: DataConfig, val_cat: Catalog, world_size: int) -> DataConfig:
+    """``data`` with a micro-batch that the validation split can fill on every rank.
+
+    A validation split is a tenth of the catalog, so a small catalog (the tests' 1,500 galaxies,
+    a user's first table) can hold fewer rows than one training batch per rank; validating in
+    smaller batches measures the same loss, where refusing would stop a run that trains fine.
+    """
+    per_rank = val_cat.n_rows // world_size
+    if 1 <= per_rank < data.micro_batch_size:
+        log.info(
+            "%s: %d validation rows over %d rank(s): validating in batches of %d, not %d",
+            val_cat.paths[0],
+            val_cat.n_rows,
+            world_size,
+            per_rank,
+            data.micro_batch_size,
+        )
+        return dataclasses.replace(data, micro_batch_size=per_rank)
+    return data
 
 
 def run_training(
@@ -98,6 +122,7 @@ def run_training(
     max_steps: int | None = None,
     extra_sinks: list | None = None,
     init_from: Path | str | None = None,
+    allow_change: tuple[str, ...] = (),
 ) -> TrainResult:
     """Train ``cfg`` on the catalog in ``data_dir``, writing into ``run_dir``.
 
@@ -106,7 +131,12 @@ def run_training(
 
     ``max_steps`` (the ``--max-steps`` of train, quickstart and the launchers) sets
     ``train.max_steps``, the schedule's length included (:func:`with_max_steps`).
+
+    ``allow_change``: config keys (or ``catalog``) that may differ from the checkpoint resumed
+    from (:mod:`.resume_check`). Rank 0 holds the run directory's lock (:mod:`.run_lock`) from
+    before the first write to the end.
     """
+    env = env or DistEnv()
     cfg = with_max_steps(cfg, max_steps)
     if cfg.train.warmup_steps >= cfg.train.max_steps:
         log.warning(
@@ -114,10 +144,34 @@ def run_training(
             cfg.train.warmup_steps,
             cfg.train.max_steps,
         )
-    env = env or DistEnv()
+    check_allowed_keys(allow_change)
+    lock = RunLock(run_dir).acquire() if env.is_main else None
+    try:
+        return _run(
+            cfg, data_dir, run_dir, env, engine_factory, resume, max_steps, extra_sinks, init_from, allow_change
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run(
+    cfg: RunConfig,
+    data_dir: Path,
+    run_dir: Path,
+    env: DistEnv,
+    engine_factory: Callable,
+    resume: str,
+    max_steps: int | None,
+    extra_sinks: list | None,
+    init_from: Path | str | None,
+    allow_change: tuple[str, ...],
+) -> TrainResult:
     torch.manual_seed(cfg.train.seed)
     train_cat = Catalog.open(data_dir, "train")
     val_cat = open_validation_split(data_dir) if cfg.train.eval_every else None
+    if val_cat is not None:
+        require_same_layout(train_cat, val_cat)
     schema, stats = train_cat.schema, train_cat.stats
     cfg = fit_and_report(cfg, schema)  # presets name the mock's modalities; a user's catalog may lack them
     check_loss_weights(cfg.train.loss_weights, schema.names)
@@ -126,7 +180,8 @@ def run_training(
     val_reader = None
     if val_cat is not None and cfg.train.eval_every:
         val_masker = HierarchicalMasker(schema, cfg.masking, seed=cfg.train.seed + VAL_SEED_OFFSET)
-        val_reader = ShardedReader(val_cat, cfg.data, env.rank, env.world_size, shuffle=False, masker=val_masker)
+        val_data = validation_batching(cfg.data, val_cat, env.world_size)
+        val_reader = ShardedReader(val_cat, val_data, env.rank, env.world_size, shuffle=False, masker=val_masker)
     model = build_model(schema, cfg.model, cfg.masking.mask_value)
     if init_from is not None:  # before the engine: it wraps (and under ZeRO-3 shards) these weights
         log.info("weights from %s", load_pretrained(model, schema, Path(data_dir), init_from))
@@ -135,14 +190,26 @@ def run_training(
     reader = DevicePrefetcher(reader, engine.device)  # pinned batches copied ahead; loop's to_torch is a no-op
     val_reader = DevicePrefetcher(val_reader, engine.device) if val_reader is not None else None
     barrier = getattr(engine, "barrier", lambda: None)
+    reduce_mean = getattr(engine, "reduce_mean", lambda t: t)
+    any_rank = lambda flag: bool(reduce_mean(torch.tensor(float(flag), device=engine.device)) > 0)
+    ranks = Ranks(env.rank, env.world_size, barrier, any_rank)
+    checkpoints = CheckpointManager(run_dir, cfg.train.keep_last, ranks)
+    resume_from = checkpoints.resolve(resume, getattr(engine, "checkpoint_safe_globals", ()))
+    if resume_from is not None:  # before anything is written: a refused resume changes nothing
+        stats = check_resume(resume_from, cfg, schema, stats, allow_change, env.world_size)
+        for cat in (train_cat, val_cat):
+            if cat is not None:
+                cat.stats = stats  # the readers normalise lazily, with the run's statistics
     if env.is_main:
+        if stats.low is None:  # what prediction will call the training range (data/validation.py)
+            stats = stats.with_range(*training_range(train_cat))
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         write_run_metadata(run_dir, cfg, schema, stats)
+        if resume_from is not None:
+            drop_records_after(run_dir / "metrics.jsonl", checkpoint_step(resume_from))
     sinks = [JsonlSink(run_dir / "metrics.jsonl")] if env.is_main else []
     metrics = MetricsLogger(sinks + list(extra_sinks or []), enabled=env.is_main)
-    checkpoints = CheckpointManager(run_dir, cfg.train.keep_last, env.is_main, barrier)
-    resume_from = checkpoints.resolve(resume)
     stop = StopRequest(cfg.train.wall_time_budget_s, getattr(engine, "agree_stop", lambda f: f)).install()
     log.info(
         "training %s: %d params, %d tokens/galaxy, %d train rows, rank %d/%d",
@@ -168,7 +235,7 @@ def run_training(
             resume_from=resume_from,
             max_steps=max_steps,
             peak_flops=getattr(engine, "peak_flops", 0.0),
-            reduce_mean=getattr(engine, "reduce_mean", lambda t: t),
+            reduce_mean=reduce_mean,
             world_size=env.world_size,
         )
     finally:

@@ -14,10 +14,14 @@ from ..loss import LossOutput, masked_regression_loss
 
 
 def train_step(
-    engine, batch: Batch, loss_on: str = "all", loss_weights: Mapping[str, float] | None = None
+    engine,
+    batch: Batch,
+    loss_on: str = "all",
+    loss_weights: Mapping[str, float] | None = None,
+    nll_beta: float = 0.0,
 ) -> LossOutput:
     """Run one micro-batch through ``engine``; the engine decides whether the optimizer steps."""
-    out = masked_regression_loss(engine.forward(batch), batch, loss_on, loss_weights)
+    out = masked_regression_loss(engine.forward(batch), batch, loss_on, loss_weights, nll_beta)
     engine.backward(out.total)
     engine.step()
     return out

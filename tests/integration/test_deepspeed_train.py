@@ -345,7 +345,7 @@ def test_nonfinite_loss_stops_with_code_3_and_keeps_the_last_good_checkpoint(dat
     proc = _launch(cmd)
     assert proc.returncode == 3, proc.log
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and "non-finite loss" in errors[0], proc.log
+    assert len(errors) == 1 and "non-finite training state: the loss" in errors[0], proc.log
     assert _latest(out).name == "step_00000001"
     assert sorted(p.name for p in (out / "checkpoints").glob("step_*")) == ["step_00000001"]
     assert all(torch.isfinite(v).all() for v in _weights(_latest(out)).values())

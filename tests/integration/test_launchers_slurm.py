@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -102,17 +101,7 @@ def test_perlmutter_signal_checkpoint_requeue_resume(cluster: SlurmCluster, tmp_
         MOSAIC_MAX_STEPS="60",
         FAKE_STEP_SECS="0.1",
     )
-    full_env = cluster.env | env
-    proc = subprocess.run(
-        ["sbatch", "--parsable", *CPU_SBATCH_OVERRIDES, str(PERLMUTTER)],
-        cwd=tmp_path,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert proc.returncode == 0, proc.stderr
-    job_id = proc.stdout.strip().split(";")[0]
+    job_id = cluster.submit([*CPU_SBATCH_OVERRIDES, str(PERLMUTTER)], cwd=tmp_path, env=env)
 
     # Wait until both ranks are stepping, then send what SLURM sends before the walltime.
     deadline = time.monotonic() + 60
@@ -159,16 +148,7 @@ def test_perlmutter_trains_tiny_then_resumes(cluster: SlurmCluster, toy_catalog_
     env = job_env(
         run_dir, toy_catalog_dir, MOSAIC_MAX_STEPS="200", MOSAIC_DS_CONFIG="configs/zero2.json", MOSAIC_MAX_REQUEUES="0"
     )
-    proc = subprocess.run(
-        ["sbatch", "--parsable", *CPU_SBATCH_OVERRIDES, str(PERLMUTTER)],
-        cwd=tmp_path,
-        env=cluster.env | env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    job_id = proc.stdout.strip().split(";")[0]
+    job_id = cluster.submit([*CPU_SBATCH_OVERRIDES, str(PERLMUTTER)], cwd=tmp_path, env=env)
     metrics = run_dir / "metrics.jsonl"
     deadline = time.monotonic() + 180
     while not (metrics.exists() and metrics.read_text().strip()):

@@ -178,6 +178,6 @@ def test_csv_that_is_not_utf8_is_a_one_line_error(tmp_path):
     src = tmp_path / "latin1.csv"
     src.write_bytes("objectId,redshift,mag_u\n1,0.5,24.1\n2,0.7,Caf\xe9\n".encode("latin-1"))
     mapping = {"modalities": {"scalars": {"kind": "scalars", "columns": ["redshift", "mag_u"]}}}
-    with pytest.raises(CatalogError, match=r"latin1.csv: file: is not UTF-8 text \(invalid continuation byte"):
+    with pytest.raises(CatalogError, match=r"latin1.csv: line 3: is not UTF-8 text \(byte 0xe9"):
         import_catalog(src, write_mapping(tmp_path / "m.yaml", mapping), tmp_path / "o", show_progress=False)
     assert not (tmp_path / "o").exists()

@@ -93,3 +93,24 @@ def test_loss_weights_name_catalog_modalities():
         check_loss_weights({"spectra": 2.0}, ["a", "b"])
     with pytest.raises(ValueError, match="train.loss_weights.a must be >= 0"):
         TrainConfig(loss_weights={"a": -1.0})
+
+
+def test_beta_nll_gives_the_mean_the_squared_errors_gradient_at_beta_one():
+    # beta-NLL (train.nll_beta): beta 0 scales the mean's gradient by 1/s^2, beta 1 removes that
+    # scaling, so a wide predicted variance cannot freeze the mean; the variance still gets a gradient
+    batch = _batch()
+    grads = {}
+    for beta in (0.0, 1.0):
+        mean = {"a": torch.tensor([[2.0, 2.0], [1.0, 0.0]], requires_grad=True)}
+        logvar = {"a": torch.full((2, 2), math.log(4.0), requires_grad=True)}
+        sub = Batch(
+            targets={"a": batch.targets["a"]}, valid={"a": batch.valid["a"]}, hidden=batch.hidden, row_ids=batch.row_ids
+        )
+        loss = masked_regression_loss(ModelOutput(mean=mean, logvar=logvar), sub, "all", nll_beta=beta)
+        loss.total.backward()
+        grads[beta] = (mean["a"].grad.clone(), logvar["a"].grad.clone())
+    # valid tokens (0,0), (0,1), (1,0) of 3: d/dmu of 0.5 (mu - x)^2 / s^2 / 3, times s^2 at beta 1
+    expected_mse = torch.tensor([[1.0, 0.0], [-2.0, 0.0]]) / 3
+    torch.testing.assert_close(grads[1.0][0], expected_mse)
+    torch.testing.assert_close(grads[0.0][0], expected_mse / 4.0)
+    assert grads[1.0][1].abs().sum() > 0  # the variance is still fitted

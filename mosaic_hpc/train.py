@@ -39,18 +39,8 @@ EXIT_NONFINITE = 3
 REQUEUE_FILE = "REQUEUE"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, type=Path, help="run config YAML (see configs/)")
-    p.add_argument("--data", required=True, type=Path, help="catalog directory (train.h5/test.h5 or shard dirs)")
-    p.add_argument("--out", required=True, type=Path, help="run directory (created)")
-    p.add_argument(
-        "--deepspeed_config",
-        "--deepspeed-config",
-        type=Path,
-        default=None,
-        help="DeepSpeed JSON (configs/zero{1,2,3}.json); without it: the plain engine, one process only",
-    )
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The options this launcher entry point shares with ``mosaic-hpc train``: one meaning for both."""
     p.add_argument(
         "--max-steps",
         type=int,
@@ -63,6 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from", type=Path, default=None, metavar="RUN", help="start from RUN's weights, fresh optimizer"
     )
     p.add_argument("--allow-change", action="append", default=[], metavar="KEY", help=ALLOW_CHANGE_HELP)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, type=Path, help="run config YAML (see configs/)")
+    p.add_argument("--data", required=True, type=Path, help="catalog directory (train.h5/test.h5 or shard dirs)")
+    p.add_argument("--out", required=True, type=Path, help="run directory (created)")
+    p.add_argument(
+        "--deepspeed_config",
+        "--deepspeed-config",
+        type=Path,
+        default=None,
+        help="DeepSpeed JSON (configs/zero{1,2,3}.json); without it: the plain engine, one process only",
+    )
+    add_run_arguments(p)
     # The deepspeed launcher appends --local_rank=N; the value comes from the environment anyway.
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return p

@@ -27,7 +27,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..train import ALLOW_CHANGE_HELP, EXIT_NONFINITE
+from ..train import EXIT_NONFINITE, add_run_arguments
 from .arguments import require_at_least
 
 
@@ -37,19 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--data", required=True, type=Path, help="catalog directory (train.h5, val.h5, test.h5 or shard dirs)"
     )
     p.add_argument("--out", required=True, type=Path, help="run directory (created)")
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="steps to train: sets train.max_steps, so the LR schedule follows (= --set train.max_steps=K)",
-    )
-    p.add_argument("--resume", default="auto", help="auto (latest checkpoint if any), none, or a checkpoint dir")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    p.add_argument(
-        "--init-from", type=Path, default=None, metavar="RUN", help="start from RUN's weights, fresh optimizer"
-    )
+    add_run_arguments(p)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (default 0: the idle cores)")
-    p.add_argument("--allow-change", action="append", default=[], metavar="KEY", help=ALLOW_CHANGE_HELP)
 
 
 def set_threads(requested: int) -> int:

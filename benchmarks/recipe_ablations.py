@@ -38,7 +38,7 @@ VARIANTS: dict[str, list[str]] = {
     "no_mask_or_missing_embedding": ["model.mask_embedding=false", "model.missing_embedding=false"],
     "equal_loss_weights": ["train.loss_weights={}"],
     "mse_heads": ["model.gaussian_heads=false"],
-    "beta_nll_0.5": ["train.nll_beta=0.5"],
+    "plain_nll": ["train.nll_beta=0.0"],
     "finer_patches": ["model.patch_size={spherex: 6, sfh: 9, sed: 23}"],
     "batch_64_lr_1e-3": ["data.micro_batch_size=64", "train.lr=0.001"],
     "wider_d192": ["model.d_model=192", "model.n_heads=6"],

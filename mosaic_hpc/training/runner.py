@@ -178,7 +178,7 @@ def _run(
     masker = HierarchicalMasker(schema, cfg.masking, seed=cfg.train.seed)
     reader = ShardedReader(train_cat, cfg.data, env.rank, env.world_size, seed=cfg.train.seed, masker=masker)
     val_reader = None
-    if val_cat is not None and cfg.train.eval_every:
+    if val_cat is not None:  # opened only when eval_every > 0
         val_masker = HierarchicalMasker(schema, cfg.masking, seed=cfg.train.seed + VAL_SEED_OFFSET)
         val_data = validation_batching(cfg.data, val_cat, env.world_size)
         val_reader = ShardedReader(val_cat, val_data, env.rank, env.world_size, shuffle=False, masker=val_masker)

@@ -180,7 +180,7 @@ def train_members(
     from .config import load_config
     from .data.catalog import write_catalog
     from .data.normalization import NormStats
-    from .evaluation.predictor import resolve_checkpoint
+    from .training.checkpoint import resolve_checkpoint
     from .training.runner import run_training
 
     if n_members < 1:

@@ -1,44 +1,8 @@
 """Sharded, shuffled, resumable, masked batches of a catalog split for rank r of W.
 
-The plan is a pure function of (seed, epoch, N, W, B, block_rows, shuffle_buffer), so every rank
-computes its own share without communicating and a resumed run replays it exactly.
-
-Rank assignment (fixed for the run). The split's rows are cut into blocks of ``block_rows`` that
-start at multiples of ``block_rows`` inside each file and never cross a file boundary, so a
-block is one contiguous, chunk-aligned read when ``block_rows`` is a multiple of the HDF5 chunk
-rows. The blocks are put in a seed-permuted order and that row sequence is cut into W contiguous
-parts of ``floor(N / W)`` or ``ceil(N / W)`` rows: rank r owns part r for the whole run. Each
-rank therefore reads a fixed 1/W of the catalog (the page cache of a node keeps serving it after
-the first epoch, and the in-memory mode loads it once), drawn from the whole catalog in blocks,
-so a catalog sorted by redshift or sky position still gives every rank a representative mix. In
-synchronous data parallelism the gradient of a step averages every rank's micro-batch, so which
-rank owns a row does not matter to the optimiser; what changes per epoch is the order.
-
-Epoch order (rank r, epoch e). The rank's rows are cut into pieces at block boundaries; the
-pieces are permuted, the sequence is rotated by a random offset, its first ``n * B`` rows are
-served and windows of ``shuffle_buffer`` rows (rounded up to whole batches) are permuted in
-memory. Without ``shuffle`` (evaluation) the blocks keep catalog order and nothing is permuted.
-
-Uneven counts, the rule. With N = q * W * B + R and 0 <= R < W * B, every rank serves exactly
-n = q = floor(N / (W * B)) batches per epoch, which data-parallel lock-step requires, and the
-R rows that form no full batch on every rank are skipped for this epoch only: on rank r they
-are the last ``P_r - n * B`` rows (``P_r`` = rows owned by r) of its rotated sequence. With
-``shuffle`` the rotation is drawn from (seed, epoch, rank), so every row of a rank is skipped
-with the same probability (P_r - n B) / P_r per epoch and the skipped rows change every epoch;
-without it they are the last rows of each rank's part. R is the minimum possible: no row is
-ever served twice in an epoch and no other row is dropped. When R = 0 every row is served
-exactly once per epoch by exactly one rank.
-
-Pipeline. Rows are read one window at a time (sorted ids, merged into contiguous runs, each run
-read by HDF5 straight into a window buffer that is reused once the window's tasks are done), the
-next window's read is issued ahead, and ``data.num_workers`` threads gather, mask (vectorised
-:class:`HierarchicalMasker`, keyed by global row so masks do not depend on W or the thread that
-drew them) and normalise (:func:`gather_batch`) ``PREP_ROWS`` rows per task, cut into batches and
-yielded in order, ``data.prefetch_batches`` ahead of the consumer. numpy releases the GIL inside
-these array operations, so the threads overlap with each other and with the training step. Any
-read error stops the run with a :class:`CatalogError` naming the file: nothing is ever skipped
-silently.
-
+The plan is a pure function of (seed, epoch, N, W, B, block_rows, shuffle_buffer): every rank
+computes its share without communicating and a resumed run replays it exactly. Rank assignment,
+epoch order, the uneven-count rule and the pipeline: docs/data_pipeline.md, "The reader's plan".
 Only this module imports mpi4py, lazily, in :func:`resolve_rank`.
 """
 

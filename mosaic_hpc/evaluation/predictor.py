@@ -29,7 +29,7 @@ from ..data.normalization import NormStats
 from ..data.validation import check_inputs
 from ..model import ModelOutput, MosaicModel, build_model
 from ..schema import CatalogSchema
-from ..training.checkpoint import CheckpointManager, verify_for_inference
+from ..training.checkpoint import resolve_checkpoint, verify_for_inference
 from ..training.engine import load_weights
 from ..training.safe_load import safe_torch_load
 
@@ -92,19 +92,6 @@ class Prediction:
             lp = -0.5 * z * z - np.log(s) - 0.5 * np.log(2.0 * np.pi)
             out[name] = np.where(self.given[name], np.nan, lp)
         return out
-
-
-def resolve_checkpoint(path: Path | str) -> Path:
-    """A checkpoint directory from a run directory (its latest checkpoint) or the directory itself."""
-    path = Path(path)
-    if (path / "model.pt").is_file() and (path / "schema.json").is_file():
-        return path
-    if not path.exists():
-        raise FileNotFoundError(f"run {path} does not exist")
-    latest = CheckpointManager(path).latest()
-    if latest is None:
-        raise ValueError(f"{path}: no checkpoint found (expected checkpoints/latest or model.pt + schema.json)")
-    return latest
 
 
 class Predictor:

@@ -298,3 +298,16 @@ def verify_for_inference(ckpt: Path) -> None:
                 err.path, f"{err.reason}; the older checkpoint {candidate} is intact: use it"
             ) from None
         raise
+
+
+def resolve_checkpoint(path: Path | str) -> Path:
+    """A checkpoint directory from a run directory (its latest checkpoint) or the directory itself."""
+    path = Path(path)
+    if (path / "model.pt").is_file() and (path / "schema.json").is_file():
+        return path
+    if not path.exists():
+        raise FileNotFoundError(f"run {path} does not exist")
+    latest = CheckpointManager(path).latest()
+    if latest is None:
+        raise ValueError(f"{path}: no checkpoint found (expected checkpoints/latest or model.pt + schema.json)")
+    return latest

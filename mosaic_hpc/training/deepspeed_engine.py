@@ -4,23 +4,8 @@ The only module that imports DeepSpeed, and only inside functions, so the packag
 engine and the CLI work where DeepSpeed is absent. It implements the :class:`Engine` protocol the
 training loop drives, plus the optional hooks the runner looks for (``barrier``, ``agree_stop``,
 ``reduce_mean``, ``peak_flops``).
-
-One source of truth. The run config (YAML) owns everything it names: batch sizes, learning
-rate and its schedule, betas, weight decay, clipping and precision. The DeepSpeed JSON owns what
-only DeepSpeed knows: the ZeRO stage and its buckets, communication, offload, optimizer type and
-eps. A JSON key that repeats a run-config value may be left out or set to ``"auto"`` (we fill it
-in); stated with another value it is a ``ValueError`` naming both files and keys, never a silent
-override. See configs/README.md for every key.
-
-Checkpoints: every rank calls DeepSpeed's ``save_checkpoint`` into the directory the
-:class:`CheckpointManager` gives it; rank 0 then consolidates the fp32 master weights into a
-plain ``model.pt``, so evaluation never needs DeepSpeed. Resuming at another world size
-converts the checkpoint with ``ds_to_universal`` and loads it with ``load_universal``.
-
-No checkpoint can execute code: DeepSpeed unpickles its files with ``weights_only=False``, so the
-runner verifies every file with the restricted unpickler first (allowing only
-:func:`deepspeed_safe_globals`), and every DeepSpeed call that reads a checkpoint runs inside
-:func:`~.safe_load.restricted_loading`, which makes those reads restricted too.
+Which file owns which setting, how checkpoints are consolidated and converted, and why no
+checkpoint can execute code: docs/deepspeed_engine.md.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ def load_pretrained(model: torch.nn.Module, schema: CatalogSchema, data_dir: Pat
             not fit this run's model config.
         FileNotFoundError: ``run`` does not exist.
     """
-    from ..evaluation.predictor import resolve_checkpoint
+    from .checkpoint import resolve_checkpoint
 
     ckpt = resolve_checkpoint(run)
     for name in ("schema.json", "model.pt"):

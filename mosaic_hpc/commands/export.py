@@ -22,11 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="model directory to create")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="stored weight dtype (default: fp32)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument(
+        "--catalog-source", default=None, help="where the training catalog came from, for the card (default: unknown)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..lifecycle.model_dir import export_model
 
-    out = export_model(args.run, args.out, step=args.step, dtype=args.dtype, overwrite=args.overwrite)
+    out = export_model(
+        args.run, args.out, args.step, args.dtype, overwrite=args.overwrite, catalog_source=args.catalog_source
+    )
     print(f"wrote {out} (model.safetensors, config.json, README.md)")
     return 0

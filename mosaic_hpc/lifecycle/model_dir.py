@@ -55,14 +55,19 @@ def find_checkpoint(run: Path, step: int | None) -> Path:
     raise ValueError(f"--step {step}: {run} has no complete checkpoint at that step (steps: {steps})")
 
 
-def _provenance(ckpt: Path, predictor: Predictor) -> dict[str, Any]:
-    """Where the weights came from; fields a run did not record are ``"unknown"``, never guessed."""
+def _provenance(ckpt: Path, predictor: Predictor, catalog_source: str | None) -> dict[str, Any]:
+    """Where the weights came from; fields nobody recorded are ``"unknown"``, never guessed.
+
+    ``commit`` is the mosaic-hpc commit that exported (runs do not record the commit that
+    trained them); ``catalog_source`` is what the user passed, since a run records its catalog's
+    normalisation but not where the catalog came from.
+    """
     from ..bench.common import git_commit
 
     state = read_client_state(ckpt)
     return {
         "commit": git_commit(),
-        "catalog_source": str(state.get("catalog", state.get("data", "unknown"))),
+        "catalog_source": catalog_source or "unknown",
         "seed": predictor.config.train.seed,
         "step": checkpoint_step(ckpt),
         "world_size": state.get("world_size", "unknown"),
@@ -75,7 +80,7 @@ def _tensors_for_export(predictor: Predictor, dtype: torch.dtype) -> dict[str, t
     return {k: v.detach().to("cpu", dtype).clone().contiguous() for k, v in predictor.model.state_dict().items()}
 
 
-def _write_into(tmp: Path, ckpt: Path, run: Path, dtype_name: str) -> None:
+def _write_into(tmp: Path, ckpt: Path, run: Path, dtype_name: str, catalog_source: str | None) -> None:
     from safetensors.torch import save_file
 
     predictor = Predictor.load(ckpt, device="cpu")  # verifies checksums, no code, finite weights
@@ -92,7 +97,7 @@ def _write_into(tmp: Path, ckpt: Path, run: Path, dtype_name: str) -> None:
         "config": predictor.config.to_dict(),
         "schema": predictor.schema.to_dict(),
         "normalization": predictor.stats.to_dict(),
-        "provenance": _provenance(ckpt, predictor),
+        "provenance": _provenance(ckpt, predictor, catalog_source),
     }
     (tmp / CONFIG).write_text(json.dumps(config, indent=1))
     write_model_card(tmp / CARD, config, run)
@@ -103,7 +108,12 @@ def _write_into(tmp: Path, ckpt: Path, run: Path, dtype_name: str) -> None:
 
 
 def export_model(
-    run: Path, out_dir: Path, step: int | None = None, dtype: str = "fp32", overwrite: bool = False
+    run: Path,
+    out_dir: Path,
+    step: int | None = None,
+    dtype: str = "fp32",
+    overwrite: bool = False,
+    catalog_source: str | None = None,
 ) -> Path:
     """Write ``out_dir`` from a run's checkpoint, atomically: a failure leaves ``out_dir`` as it was.
 
@@ -113,6 +123,7 @@ def export_model(
         step: checkpoint step; None = the latest.
         dtype: ``"fp32"`` (exact) or ``"bf16"`` (half the size; loaded back as fp32).
         overwrite: replace an existing ``out_dir``.
+        catalog_source: where the training catalog came from (survey, release, URL), for the card.
 
     Raises:
         ValueError: unknown dtype or step, or ``out_dir`` exists without ``overwrite``.
@@ -129,7 +140,7 @@ def export_model(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write_into(tmp, ckpt, Path(run), dtype)
+        _write_into(tmp, ckpt, Path(run), dtype, catalog_source)
         if out_dir.exists():
             os.replace(out_dir, old)  # kept until the new directory is in place
         os.replace(tmp, out_dir)

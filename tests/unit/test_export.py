@@ -75,9 +75,12 @@ def test_bf16_export_is_half_the_size_and_close(tiny_run_dir, model_dir, tmp_pat
     np.testing.assert_allclose(approx, exact, rtol=0.1, atol=0.1)
 
 
-def test_step_selects_an_older_checkpoint(tiny_run_dir, tmp_path):
-    out = export_model(tiny_run_dir, tmp_path / "m", step=200)
-    assert json.loads((out / CONFIG).read_text())["provenance"]["step"] == 200
+def test_step_selects_an_older_checkpoint_and_the_catalog_source_reaches_the_card(tiny_run_dir, tmp_path):
+    argv = ["export", "--run", str(tiny_run_dir), "--step", "200", "--out", str(tmp_path / "m")]
+    assert main([*argv, "--catalog-source", "toy mock v1"]) == 0
+    provenance = json.loads((tmp_path / "m" / CONFIG).read_text())["provenance"]
+    assert provenance["step"] == 200 and provenance["catalog_source"] == "toy mock v1"
+    assert "toy mock v1" in (tmp_path / "m" / CARD).read_text()
 
 
 def _cli_error(argv, capsys) -> str:

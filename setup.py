@@ -28,6 +28,7 @@ setup(
         "h5py>=3.8",
         "pyyaml>=6.0",
         "tqdm>=4.60",
+        "safetensors>=0.4",
     ],
     extras_require={
         "distributed": ["deepspeed>=0.14", "mpi4py>=3.1"],

@@ -24,6 +24,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mosaic_hpc.commands.predict",
         "predict every modality from a subset (catalog or table in, HDF5/Parquet/CSV out)",
     ),
+    "export": ("mosaic_hpc.commands.export", "write a run's checkpoint as a self-contained model directory"),
+    "encode": ("mosaic_hpc.commands.encode", "per-modality and pooled embeddings of a catalog split (HDF5)"),
+    "predict-shards": (
+        "mosaic_hpc.commands.predict_shards",
+        "multi-rank, restartable predict over a directory of shards",
+    ),
     "bench": ("mosaic_hpc.commands.bench", "throughput, data loader and scaling benchmarks"),
     "embed": ("mosaic_hpc.commands.embed", "UMAP of the hidden states per input configuration (paper Fig. 3)"),
     "quickstart": ("mosaic_hpc.commands.quickstart", "mock catalog, train, evaluate, embed and report in one go"),

@@ -3,6 +3,7 @@
   mosaic-hpc bench throughput  samples/s, TFLOP/s, MFU, memory over configs and batch sizes
   mosaic-hpc bench dataloader  raw h5py vs reader vs reader + masking, 1 and 2 MPI ranks
   mosaic-hpc bench scaling     weak and strong scaling over 1..N ranks
+  mosaic-hpc bench predict     prediction galaxies/s per rank vs the bare model forward
 
 Run ``mosaic-hpc bench KIND --help`` for each benchmark's options.
 """
@@ -16,6 +17,7 @@ KINDS = {
     "throughput": "mosaic_hpc.bench.throughput",
     "dataloader": "mosaic_hpc.bench.dataloader",
     "scaling": "mosaic_hpc.bench.scaling",
+    "predict": "mosaic_hpc.bench.predict",
 }
 
 

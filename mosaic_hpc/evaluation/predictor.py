@@ -224,5 +224,13 @@ class Predictor:
 
 
 def load_run(path: Path | str, device: torch.device | str | None = None) -> Predictor:
-    """Load a run directory (latest checkpoint) or checkpoint directory for prediction."""
+    """Load a run directory (latest checkpoint), a checkpoint directory or an exported model directory.
+
+    Model directories (``mosaic-hpc export``) are recognised by their ``model.safetensors``, so
+    every command taking ``--run`` also takes a model directory.
+    """
+    if (Path(path) / "model.safetensors").is_file():
+        from ..lifecycle.model_dir import from_pretrained  # lazy: lifecycle imports this module
+
+        return from_pretrained(path, device=device)
     return Predictor.load(path, device=device)

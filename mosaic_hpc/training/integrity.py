@@ -61,6 +61,11 @@ def _digest(path: Path, sync: bool = False) -> str:
     return h.hexdigest()
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file (hex), for formats outside a checkpoint that record their own digests."""
+    return _digest(path)
+
+
 def _files(ckpt_dir: Path) -> list[str]:
     """Regular files below ``ckpt_dir`` (relative, sorted), the manifest excluded."""
     return sorted(p.relative_to(ckpt_dir).as_posix() for p in ckpt_dir.rglob("*") if p.is_file() and p.name != MANIFEST)

@@ -21,7 +21,8 @@ setup(
         *find_packages(include=["mosaic_hpc", "mosaic_hpc.*"]),
         *find_namespace_packages(include=["rail", "rail.*"]),
     ],
-    package_data={"mosaic_hpc": ["configs/*.yaml", "configs/*.json"]},
+    # configs/ ships inside the package (mosaic_hpc/configs links to it), so presets resolve after pip install .
+    package_data={"mosaic_hpc": ["configs/*.yaml", "configs/*.json", "configs/*.md", "configs/mappings/*.yaml"]},
     install_requires=[
         "torch>=2.1",
         "numpy>=1.24",

@@ -386,3 +386,47 @@ def save_config(config: RunConfig, path: Path | str) -> None:
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     return from_dict(RunConfig, data)
+
+
+# The shipped configs: ``mosaic_hpc/configs`` is package data (a symlink to the checkout's
+# top-level ``configs/`` in the repository, a real directory in an installed wheel), so presets
+# resolve the same from a checkout, an editable install and ``pip install .``, from any directory.
+CONFIG_DIR = (Path(__file__).parent / "configs").resolve()
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A run-config YAML: the path as given, else the shipped preset of that name (``tiny``, ``small``).
+
+    The one resolver of every command that takes ``--config`` (train, quickstart, bench, the
+    DeepSpeed entry point), so a preset name means the same file everywhere.
+
+    Raises:
+        FileNotFoundError: a path (``.yaml`` or with a directory) that does not exist.
+        ValueError: a name that is no preset (lists the presets).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.suffix.lower() in (".yaml", ".yml") or len(path.parts) > 1:  # meant as a path, not a preset name
+        raise FileNotFoundError(f"config file {path} does not exist")
+    preset = CONFIG_DIR / f"{path.name}.yaml"
+    if preset.is_file():
+        return preset
+    names = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
+    raise ValueError(f"config {str(name_or_path)!r} not found: neither a file nor a preset; presets: {names}, or a YAML path")
+
+
+def resolve_deepspeed_config(name_or_path: str | Path) -> Path:
+    """A DeepSpeed JSON as given, else the shipped one of that name (``zero2``, ``configs/zero2.json``).
+
+    Docs and launchers name the shipped JSONs relative to the checkout, and jobs start from a
+    scratch run directory, not the checkout: the name finds the shipped file there too.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / (path.name if path.suffix == ".json" else f"{path.name}.json")
+    if shipped.is_file():
+        return shipped
+    names = sorted(q.name for q in CONFIG_DIR.glob("*.json"))
+    raise ValueError(f"DeepSpeed config {name_or_path} does not exist; shipped: {names}, or a path to a JSON file")

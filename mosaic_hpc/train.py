@@ -27,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script (`deepspeed mosaic_hpc/train.py`): make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mosaic_hpc.config import load_config, parse_override
+from mosaic_hpc.config import load_config, parse_override, resolve_config, resolve_deepspeed_config
 from mosaic_hpc.dist_env import DistEnv, read_dist_env
 
 PROG = "mosaic_hpc/train.py"
@@ -57,7 +57,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, type=Path, help="run config YAML (see configs/)")
+    p.add_argument("--config", required=True, help="run config YAML, or a preset name: tiny, small, base, ...")
     p.add_argument("--data", required=True, type=Path, help="catalog directory (train.h5/test.h5 or shard dirs)")
     p.add_argument("--out", required=True, type=Path, help="run directory (created)")
     p.add_argument(
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"inconsistent launcher environment: {err}", EXIT_BAD_INPUT)
     _setup_logging(env)
     try:
-        cfg = load_config(args.config, dict(parse_override(s) for s in args.set))
+        cfg = load_config(resolve_config(args.config), dict(parse_override(s) for s in args.set))
         if args.max_steps is not None and args.max_steps < 1:
             raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
         if args.deepspeed_config is None:
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from mosaic_hpc.training.deepspeed_engine import deepspeed_engine_factory
 
-            factory = deepspeed_engine_factory(args.deepspeed_config, yaml_source=str(args.config))
+            ds_config = resolve_deepspeed_config(args.deepspeed_config)
+            factory = deepspeed_engine_factory(ds_config, yaml_source=str(args.config))
         return _train(args, cfg, env, factory)
     except (ValueError, FileNotFoundError) as err:
         return _fail(str(err), EXIT_BAD_INPUT)

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO_ROOT / "configs"
 GIB = 2**30
 
 # ----------------------------------------------------------------------------- arithmetic
@@ -133,41 +132,11 @@ def parse_int_list(text: str, what: str) -> list[int]:
 # ------------------------------------------------------------------------ configs, machine
 
 
-def config_path(name_or_path: str) -> Path:
-    """A preset name (``tiny``, ``small``, ``base``, ...) or a YAML path -> the YAML path."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml"):
-        if not p.is_file():
-            raise ValueError(f"config file {p} does not exist")
-        return p
-    preset = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not preset.is_file():
-        names = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
-        raise ValueError(f"unknown config {name_or_path!r}; presets: {names}, or a path to a YAML file")
-    return preset
-
-
-def ds_config_path(name_or_path: str | Path) -> Path:
-    """A DeepSpeed JSON as given, else the shipped one of that name (``zero2``, ``configs/zero2.json``).
-
-    The benchmarks' defaults name the shipped JSONs relative to the checkout, and users start
-    benchmarks from a job's working directory (a scratch run directory, not the checkout).
-    """
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    shipped = CONFIG_DIR / (p.name if p.suffix == ".json" else f"{p.name}.json")
-    if shipped.is_file():
-        return shipped
-    names = sorted(q.name for q in CONFIG_DIR.glob("*.json"))
-    raise ValueError(f"DeepSpeed config {name_or_path} does not exist; shipped: {names}, or a path to a JSON file")
-
-
 def load_bench_config(name_or_path: str, overrides: dict[str, Any] | None = None):
     """The run config of a preset or file, with dotted-key overrides (e.g. ``data.micro_batch_size``)."""
-    from ..config import load_config
+    from ..config import load_config, resolve_config
 
-    return load_config(config_path(name_or_path), overrides)
+    return load_config(resolve_config(name_or_path), overrides)
 
 
 def cpu_model() -> str:

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..config import resolve_config, resolve_deepspeed_config
 from . import common
 
 BENCHMARK = "scaling"
@@ -228,7 +229,7 @@ def run_point(
         *args.set,
     ]
     settings = [x for o in overrides for x in ("--set", o)]
-    config = str(common.config_path(args.config).resolve())
+    config = str(resolve_config(args.config).resolve())
     ds = str(Path(args.ds_config).resolve())
     port = common.free_port()
     env = dict(os.environ)
@@ -325,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--steps must be >= 2, --warmup >= 1 and --repeats >= 1")
     if args.threads_per_rank < 0 or args.rows < 1 or args.timeout_s <= 0:
         raise ValueError("--threads-per-rank must be >= 0, --rows >= 1 and --timeout-s > 0")
-    args.ds_config = common.ds_config_path(args.ds_config)
+    args.ds_config = resolve_deepspeed_config(args.ds_config)
     cfg = common.load_bench_config(args.config)
     micro = args.micro_batch or cfg.data.micro_batch_size
     global_batch = args.global_batch or max(ranks) * micro

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..config import resolve_config, resolve_deepspeed_config
 from . import common
 
 BENCHMARK = "throughput"
@@ -454,11 +455,11 @@ def run(args: argparse.Namespace) -> int:
     if not configs:
         raise ValueError("--configs is empty")
     for c in configs:
-        common.config_path(c)  # fail on a bad name before any measurement
+        resolve_config(c)  # fail on a bad name before any measurement
     override = common.parse_int_list(args.batch_sizes, "--batch-sizes") if args.batch_sizes else None
     compare = parse_compare(args.compare)
     # resolved now, so a bad name fails before any measurement rather than after the sweep
-    ds_paths = [common.ds_config_path(p.strip()) for p in args.ds_configs.split(",") if p.strip()]
+    ds_paths = [resolve_deepspeed_config(p.strip()) for p in args.ds_configs.split(",") if p.strip()]
     if args.steps < 1 or args.warmup < 0 or args.repeats < 1:
         raise ValueError("--steps and --repeats must be >= 1 and --warmup >= 0")
     if args.min_seconds < 0 or args.time_budget_s < 0 or args.peak_tflops < 0:

@@ -42,12 +42,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..config import resolve_config, resolve_deepspeed_config
 from ..cpu_load import choose_threads
-from ..presets import REPO_ROOT, resolve_config
 from .arguments import require_at_least
 from .evaluate import add_baseline_arguments, baseline_settings, print_configuration
 
 ENGINES = ("auto", "plain", "deepspeed")
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # on PYTHONPATH of the DeepSpeed subprocess
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -192,13 +193,13 @@ def train(args: argparse.Namespace, config_path: Path, data_dir: Path, threads: 
     resuming = f", resuming at step {done}" if done else ""
     print(f"  config {config_path} ({target} steps, {engine} engine, {threads} thread(s)){resuming}")
     if engine == "deepspeed":
-        cmd = [sys.executable, "-m", "mosaic_hpc.train", "--deepspeed_config", str(REPO_ROOT / "configs/zero2.json")]
+        cmd = [sys.executable, "-m", "mosaic_hpc.train", "--deepspeed_config", str(resolve_deepspeed_config("zero2"))]
         cmd += ["--config", str(config_path), "--data", str(data_dir), "--out", str(args.out), "--resume", "auto"]
         cmd += ["--max-steps", str(target)]
         env = dict(os.environ, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
         env["OMP_NUM_THREADS"] = str(threads)
         env["MASTER_PORT"] = str(_free_port())
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH", "")]))
         rc = subprocess.run(cmd, env=env, check=False).returncode
         if rc == 2:
             raise ValueError("training refused its input (see the message above)")

@@ -56,8 +56,7 @@ def set_threads(requested: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config, parse_override
-    from ..presets import resolve_config
+    from ..config import load_config, parse_override, resolve_config
     from ..training.loop import NonFiniteLossError
     from ..training.runner import run_training
 

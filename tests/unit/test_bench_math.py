@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import shlex
-from pathlib import Path
 
 import pytest
 from conftest import benchmark_script
@@ -71,12 +70,6 @@ def test_median_and_int_lists():
     for bad in ("", "1,x", "0,2", "-1"):
         with pytest.raises(ValueError, match="--ranks"):
             common.parse_int_list(bad, "--ranks")
-
-
-def test_config_path_names_presets_and_rejects_unknown():
-    assert common.config_path("tiny").name == "tiny.yaml"
-    with pytest.raises(ValueError, match="presets"):
-        common.config_path("no-such-preset")
 
 
 def test_per_rank_batch():
@@ -195,17 +188,6 @@ def test_best_of_sweep_ignores_other_kinds_and_failures():
     ]
     assert throughput.best_of_sweep(entries, "base")["micro_batch_size"] == 2
     assert throughput.best_of_sweep(entries, "configs/small.yaml") is None
-
-
-def test_ds_config_path_finds_shipped_jsons_from_any_directory(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # a job's scratch directory, not the checkout
-    assert common.ds_config_path("configs/zero2.json") == common.CONFIG_DIR / "zero2.json"
-    assert common.ds_config_path("zero3") == common.CONFIG_DIR / "zero3.json"
-    mine = tmp_path / "zero2.json"
-    mine.write_text("{}")
-    assert common.ds_config_path("zero2.json") == Path("zero2.json")  # a file given wins
-    with pytest.raises(ValueError, match="zero9.*shipped.*zero1.json"):
-        common.ds_config_path("zero9")
 
 
 def test_recorded_command_can_be_retyped(monkeypatch):

@@ -413,7 +413,9 @@ def resolve_config(name_or_path: str | Path) -> Path:
     if preset.is_file():
         return preset
     names = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
-    raise ValueError(f"config {str(name_or_path)!r} not found: neither a file nor a preset; presets: {names}, or a YAML path")
+    raise ValueError(
+        f"config {str(name_or_path)!r} not found: neither a file nor a preset; presets: {names}, or a YAML path"
+    )
 
 
 def resolve_deepspeed_config(name_or_path: str | Path) -> Path:

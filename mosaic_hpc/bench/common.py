@@ -33,6 +33,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from ..provenance import git_commit
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GIB = 2**30
 
@@ -155,16 +157,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def command_line() -> str:

@@ -62,7 +62,7 @@ def _provenance(ckpt: Path, predictor: Predictor, catalog_source: str | None) ->
     trained them); ``catalog_source`` is what the user passed, since a run records its catalog's
     normalisation but not where the catalog came from.
     """
-    from ..bench.common import git_commit
+    from ..provenance import git_commit
 
     state = read_client_state(ckpt)
     return {

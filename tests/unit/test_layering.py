@@ -60,11 +60,11 @@ def test_optional_dependency_has_one_owner_and_is_lazy(dep):
 # The package root (``mosaic_hpc/__init__.py``: the version and the lazy ``load_run`` facade) is
 # outside the layers: any module may read ``__version__`` from it.
 LAYERS = (
-    {"schema", "config", "cpu_load", "dist_env"},  # catalog schema and run config
+    {"schema", "config", "cpu_load", "dist_env", "provenance"},  # catalog schema and run config
     {"data"},  # catalogs, readers, masking, normalisation
     {"model", "loss"},
     {"training"},
-    {"evaluation"},
+    {"evaluation", "lifecycle"},  # scoring, prediction, export; load_run reads exported models too
     {"bench", "commands", "train", "cli", "rail_bridge"},  # entry points and adapters
 )
 

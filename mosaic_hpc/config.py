@@ -414,7 +414,8 @@ def resolve_config(name_or_path: str | Path) -> Path:
         return preset
     names = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
     raise ValueError(
-        f"config {str(name_or_path)!r} not found: neither a file nor a preset; presets: {names}, or a YAML path"
+        f"config {str(name_or_path)!r} not found (unknown config: neither a file nor a preset); "
+        f"presets: {names}, or a YAML path"
     )
 
 

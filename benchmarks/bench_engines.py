@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mosaic_hpc.config import RunConfig, load_config, parse_override  # noqa: E402
-from mosaic_hpc.dist_env import DistEnv  # noqa: E402
+from mosaic_hpc.dist_env import DistEnv, free_port  # noqa: E402
 from mosaic_hpc.training.runner import plain_engine_factory, run_training  # noqa: E402
 
 LOG_EVERY = 20
@@ -66,12 +65,6 @@ def _interval_median(history: list[dict[str, float]]) -> float:
     if not rates:
         raise ValueError(f"no throughput was logged: raise --steps above {2 * LOG_EVERY}")
     return statistics.median(rates)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _one_run(cfg: RunConfig, data: Path, work: Path, factory, steps: int, tag: str, port: int) -> float:
@@ -114,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             data = work / "catalog"
             make_mock_catalog(data, args.n_galaxies, seed=0, progress=False)
         per_round: dict[str, list[float]] = {name: [] for name in factories}
-        port = _free_port()  # one rendezvous for the process: DeepSpeed initialises torch.distributed once
+        port = free_port()  # one rendezvous for the process: DeepSpeed initialises torch.distributed once
         for r in range(args.rounds):
             for name, factory in factories.items():
                 per_round[name].append(_one_run(cfg, data, work, factory, args.steps, f"{name}-{r}", port))

@@ -137,3 +137,12 @@ def read_dist_env(env: Mapping[str, str] | None = None) -> DistEnv:
     if not 0 <= local <= rank:
         raise ValueError(f"{launcher}: local rank {local} is inconsistent with rank {rank}")
     return DistEnv(rank=rank, world_size=world, local_rank=local, master_addr=addr, master_port=port, launcher=launcher)
+
+
+def free_port() -> int:
+    """An unused TCP port for a rendezvous (other jobs on a shared node may hold 29500)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -201,13 +200,6 @@ def machine_info() -> dict[str, Any]:
     except Exception:  # not installed: recorded, never fatal
         info["deepspeed"] = "unavailable"
     return info
-
-
-def free_port() -> int:
-    """An unused TCP port for a rendezvous (other jobs on a shared node may hold 29500)."""
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -------------------------------------------------------------------------------- device

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import resolve_config, resolve_deepspeed_config
+from ..dist_env import free_port
 from . import common
 
 BENCHMARK = "scaling"
@@ -231,7 +232,7 @@ def run_point(
     settings = [x for o in overrides for x in ("--set", o)]
     config = str(resolve_config(args.config).resolve())
     ds = str(Path(args.ds_config).resolve())
-    port = common.free_port()
+    port = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = str(common.REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     if args.device == "cpu" and args.threads_per_rank > 0:

@@ -170,10 +170,10 @@ def _sdpa_context(backend: str | None):
 
 def _ds_engine(model, cfg, ds_config: Path):
     """A one-rank DeepSpeed engine from the package's factory, on a free rendezvous port."""
-    from ..dist_env import DistEnv
+    from ..dist_env import DistEnv, free_port
     from ..training.deepspeed_engine import deepspeed_engine_factory
 
-    env = DistEnv(master_port=common.free_port(), launcher="bench")
+    env = DistEnv(master_port=free_port(), launcher="bench")
     return deepspeed_engine_factory(ds_config)(model, cfg, env)
 
 

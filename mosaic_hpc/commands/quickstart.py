@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +43,7 @@ from pathlib import Path
 
 from ..config import resolve_config, resolve_deepspeed_config
 from ..cpu_load import choose_threads
+from ..dist_env import free_port
 from .arguments import require_at_least
 from .evaluate import add_baseline_arguments, baseline_settings, print_configuration
 
@@ -166,12 +166,6 @@ class ProgressSink:
         self.bar.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def train(args: argparse.Namespace, config_path: Path, data_dir: Path, threads: int) -> str | None:
     """Stage 2: train (or resume, or skip when finished) into ``args.out``.
 
@@ -198,7 +192,7 @@ def train(args: argparse.Namespace, config_path: Path, data_dir: Path, threads: 
         cmd += ["--max-steps", str(target)]
         env = dict(os.environ, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
         env["OMP_NUM_THREADS"] = str(threads)
-        env["MASTER_PORT"] = str(_free_port())
+        env["MASTER_PORT"] = str(free_port())
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH", "")]))
         rc = subprocess.run(cmd, env=env, check=False).returncode
         if rc == 2:

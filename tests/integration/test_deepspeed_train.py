@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from mosaic_hpc.dist_env import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -58,12 +59,6 @@ DP_SETTINGS = [
 SIGTERM_AT = 12  # rank 1 is signalled as it takes its 12th batch; ranks agree to stop at step 15
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(cmd: list[str], extra_env: dict[str, str] | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
     """Run a launcher command with a clean distributed environment and one thread per rank."""
     env = {
@@ -76,7 +71,7 @@ def _launch(cmd: list[str], extra_env: dict[str, str] | None = None, timeout: in
         OMP_NUM_THREADS="1",
         PYTHONPATH=str(REPO),
         MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(_free_port()),
+        MASTER_PORT=str(free_port()),
         WANDB_SILENT="true",
         **(extra_env or {}),
     )
@@ -112,7 +107,7 @@ def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
 
 
 def _deepspeed(n: int, ds_json: str) -> list[str]:
-    return [str(BIN / "deepspeed"), "--num_gpus", str(n), "--master_port", str(_free_port()), str(TRAIN),
+    return [str(BIN / "deepspeed"), "--num_gpus", str(n), "--master_port", str(free_port()), str(TRAIN),
             "--deepspeed_config", str(REPO / "configs" / ds_json)]  # fmt: skip
 
 
@@ -151,7 +146,7 @@ def zero2_run(data_dir, work) -> Path:
 def two_rank_run(data_dir, work) -> Path:
     """The uninterrupted 2-rank reference (torchrun, ZeRO-1, fp32, global layout, row trace)."""
     out = work / "two_rank"
-    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_free_port()), str(DRIVER)]
+    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()), str(DRIVER)]
     cmd += ["--deepspeed_config", str(REPO / "configs" / "zero1.json"), *_common(data_dir, out), *DP_SETTINGS]
     _ok(_launch(cmd, {"MOSAIC_TEST_GLOBAL_LAYOUT": "1", "MOSAIC_TEST_TRACE_DIR": str(out / "trace")}))
     return out

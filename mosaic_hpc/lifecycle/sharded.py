@@ -14,7 +14,6 @@ file; with ``skip_bad`` it is recorded as ``bad`` (with the reason) and retried 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from ..data.configurations import InputConfiguration
 from ..evaluation.predictor import Predictor
-from ..training.integrity import file_digest
+from ..training.integrity import file_digest, write_atomic
 
 MANIFEST_DIR = "manifest"
 
@@ -64,9 +63,7 @@ def is_finished(out_dir: Path, shard: Path) -> bool:
 def _write_record(out_dir: Path, shard: Path, record: dict) -> None:
     path = record_path(out_dir, shard)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(record, indent=1))
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Any
 from ..config import RunConfig, save_config
 from ..data.normalization import NormStats
 from ..schema import CatalogSchema
-from .integrity import INFERENCE_FILES, fsync_dir, verify_checkpoint, write_manifest
+from .integrity import INFERENCE_FILES, fsync_dir, verify_checkpoint, write_atomic, write_manifest
 from .safe_load import CheckpointError, SafeGlobals
 
 log = logging.getLogger("mosaic_hpc.train")
@@ -41,17 +41,6 @@ CLIENT_STATE = "client_state.json"
 TAG_RE = re.compile(r"^step_(\d{8,})$")
 DAMAGED_PREFIX = ".damaged-"
 REPLACED_PREFIX = ".replaced-"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write, fsync, rename over ``path``, fsync the directory: old or new content, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def read_client_state(ckpt_dir: Path) -> dict[str, Any]:
@@ -71,8 +60,8 @@ def write_run_metadata(target_dir: Path, config: RunConfig, schema: CatalogSchem
     """What a run needs besides weights to be used for prediction without its catalog."""
     target_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, target_dir / "config.yaml")
-    _write_atomic(target_dir / "schema.json", json.dumps(schema.to_dict()))
-    _write_atomic(target_dir / "normalization.json", json.dumps(stats.to_dict()))
+    write_atomic(target_dir / "schema.json", json.dumps(schema.to_dict()))
+    write_atomic(target_dir / "normalization.json", json.dumps(stats.to_dict()))
 
 
 def _same(flag: bool) -> bool:
@@ -223,7 +212,7 @@ class CheckpointManager:
                 shutil.rmtree(aside, ignore_errors=True)
                 os.replace(ckpt, aside)
                 log.warning("resuming from %s; the damaged checkpoint is kept as %s (%s)", chosen.name, aside, reason)
-            _write_atomic(self.root / LATEST, chosen.name)
+            write_atomic(self.root / LATEST, chosen.name)
         self.ranks.barrier()
 
     # -------------------------------------------------------------------------------- writing
@@ -247,13 +236,13 @@ class CheckpointManager:
         self.ranks.barrier()
         if self.ranks.is_main:
             write_run_metadata(tmp, config, schema, stats)
-            _write_atomic(tmp / CLIENT_STATE, json.dumps(client_state, indent=1))
+            write_atomic(tmp / CLIENT_STATE, json.dumps(client_state, indent=1))
             write_manifest(tmp)
             if final.exists():
                 self._move_out_of_the_way(final)
             os.replace(tmp, final)
             fsync_dir(self.root)
-            _write_atomic(self.root / LATEST, tag)
+            write_atomic(self.root / LATEST, tag)
             self._prune(keep=tag)
         self.ranks.barrier()
         return final
@@ -266,7 +255,7 @@ class CheckpointManager:
         """
         others = [c for c in self.complete() if c.name != final.name]
         if self.pointer() == final.name and others:
-            _write_atomic(self.root / LATEST, others[-1].name)
+            write_atomic(self.root / LATEST, others[-1].name)
         aside = final.with_name(REPLACED_PREFIX + final.name)
         shutil.rmtree(aside, ignore_errors=True)
         os.replace(final, aside)

@@ -50,6 +50,17 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write, fsync, rename over ``path``, fsync the directory: old or new content, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
 def _digest(path: Path, sync: bool = False) -> str:
     """SHA-256 of a file, read in chunks; with ``sync`` the file is fsynced in the same pass."""
     h = hashlib.sha256()

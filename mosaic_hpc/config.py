@@ -122,13 +122,18 @@ class MaskConfig:
     p_partial: float = 0.0
     """In a condition mask, the chance that a given vector is given only on one side of a random
     cut along its axis (as "SFH before 10 Gyr given"), the other side hidden."""
+    cut_anywhere: float = 0.0
+    """Share of those cuts placed uniformly on the whole axis instead of among the row's defined
+    values. A user's cut sits at a fixed place ("10 Gyr"), often past where a galaxy's SFH ends,
+    so the given side shows the missing tail and the hidden side holds no value: cuts only
+    among defined values never train that pattern (0: every cut among the defined values)."""
     max_given: int = 0
     """Most units a condition mask gives (0: all but one). The number given is uniform over
     1 .. max_given, so a small cap trains the sparse questions users ask most (photo-z from LSST,
     SFH from a stellar mass) more often; richer inputs still come from the hierarchical share."""
 
     def __post_init__(self) -> None:
-        for key in ("p_modality", "p_scalar", "span_ratio", "p_condition", "p_partial"):
+        for key in ("p_modality", "p_scalar", "span_ratio", "p_condition", "p_partial", "cut_anywhere"):
             v = getattr(self, key)
             _check(0.0 <= v <= 1.0, f"masking.{key}", "must be in [0, 1]")
         for name, v in self.p_modality_overrides.items():
@@ -198,6 +203,10 @@ class TrainConfig:
     """Gaussian heads: beta of the beta-NLL (Seitzer et al. 2022), each token's NLL weighted by
     its predicted variance to this power (held constant): 0 is plain NLL, whose 1/s^2 gradient can
     leave a hard value at the mean; 0.5 is the authors' default (loss.token_losses)."""
+    nll_variance: str = "beta"
+    """With nll_beta > 0: 'beta' weights the whole NLL (Seitzer et al.); 'plain' weights only the
+    mean's part and fits the variance by plain NLL, so a precise value's variance does not lag
+    behind its mean and end too wide (loss.token_losses)."""
     precision: str = "fp32"
     """'fp32' or 'bf16' (autocast on the plain engine; DeepSpeed bf16 on the DeepSpeed engine)."""
     compile: bool = False
@@ -232,6 +241,7 @@ class TrainConfig:
         _check(self.grad_accum_steps >= 1, "train.grad_accum_steps", "must be >= 1")
         _check(self.loss_on in ("all", "masked"), "train.loss_on", "must be 'all' or 'masked'")
         _check(0.0 <= self.nll_beta <= 1.0, "train.nll_beta", "must be in [0, 1]")
+        _check(self.nll_variance in ("beta", "plain"), "train.nll_variance", "must be 'beta' or 'plain'")
         for name, w in self.loss_weights.items():
             _check(w >= 0, f"train.loss_weights.{name}", "must be >= 0")
         _check(self.precision in ("fp32", "bf16"), "train.precision", "must be 'fp32' or 'bf16'")

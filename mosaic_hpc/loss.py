@@ -20,6 +20,7 @@ from .data.batch import Batch
 from .model import ModelOutput
 
 LOSS_ON = ("all", "masked")
+NLL_VARIANCE = ("beta", "plain")
 
 
 @dataclass
@@ -31,7 +32,9 @@ class LossOutput:
     counts: dict[str, Tensor]
 
 
-def token_losses(out: ModelOutput, batch: Batch, name: str, nll_beta: float = 0.0) -> Tensor:
+def token_losses(
+    out: ModelOutput, batch: Batch, name: str, nll_beta: float = 0.0, nll_variance: str = "beta"
+) -> Tensor:
     """Per-token loss for one modality, [B, L], in float32 whatever the compute precision.
 
     Gaussian heads train by the beta-NLL of Seitzer et al. (ICLR 2022): each token's NLL times
@@ -39,6 +42,12 @@ def token_losses(out: ModelOutput, batch: Batch, name: str, nll_beta: float = 0.
     (beta 0) scales the mean's gradient by 1 / s^2, so a value the model finds hard early (the
     redshift from a colour) can settle at the training mean with a wide variance and never leave;
     beta 1 gives the mean MSE's gradient, and 0.5 sits between, with the variance still fitted.
+
+    The same weight also slows the variance of a precise value (s^2 small) by s^(2 beta): its
+    variance then lags behind a mean that keeps improving and ends too wide. ``nll_variance
+    "plain"`` keeps beta's weighting for the mean only and fits the variance by plain NLL against
+    the detached mean (both have their optimum at s^2 = E[(x - mu)^2]; only the speed differs).
+    The loss value is then the sum of the two parts, not an NLL.
     """
     err2 = (out.mean[name].float() - batch.targets[name].float()) ** 2
     if out.logvar is None:
@@ -46,9 +55,14 @@ def token_losses(out: ModelOutput, batch: Batch, name: str, nll_beta: float = 0.
     logvar = out.logvar[name].float()
     # Gaussian NLL without the constant 0.5 log(2 pi): 0.5 (log s^2 + (x - mu)^2 / s^2).
     nll = 0.5 * (logvar + err2 * torch.exp(-logvar))
-    if nll_beta:
-        nll = nll * torch.exp(nll_beta * logvar.detach())
-    return nll
+    if not nll_beta:
+        return nll
+    weight = torch.exp(nll_beta * logvar.detach())
+    if nll_variance == "beta":
+        return nll * weight
+    mean_part = 0.5 * err2 * torch.exp(-logvar.detach()) * weight  # moves only the mean
+    var_part = 0.5 * (logvar + err2.detach() * torch.exp(-logvar))  # moves only the variance
+    return mean_part + var_part
 
 
 def check_loss_weights(weights: Mapping[str, float], names: Sequence[str]) -> None:
@@ -64,6 +78,7 @@ def masked_regression_loss(
     loss_on: str = "all",
     weights: Mapping[str, float] | None = None,
     nll_beta: float = 0.0,
+    nll_variance: str = "beta",
 ) -> LossOutput:
     """Paper App. C: L = 1/K sum_M mean_{valid tokens of M} loss_{b,l}.
 
@@ -74,16 +89,19 @@ def masked_regression_loss(
         weights: modality weights of the mean over modalities, ``sum_M w_M L_M / sum_M w_M`` over
             the modalities scored in the batch (unnamed modalities weigh 1; None = equal weights).
         nll_beta: beta of the beta-NLL for Gaussian heads (:func:`token_losses`; 0 = plain NLL).
+        nll_variance: ``"beta"`` weights the variance's NLL too, ``"plain"`` only the mean's.
     """
     if loss_on not in LOSS_ON:
         raise ValueError(f"loss_on must be one of {LOSS_ON}, got {loss_on!r}")
+    if nll_variance not in NLL_VARIANCE:
+        raise ValueError(f"nll_variance must be one of {NLL_VARIANCE}, got {nll_variance!r}")
     per_mod, counts, present = {}, {}, []
     weights = weights or {}
     for name in out.mean:
         w = batch.valid[name] if loss_on == "all" else batch.valid[name] & batch.hidden[name]
         w = w.float()
         n = w.sum()
-        per_mod[name] = (token_losses(out, batch, name, nll_beta) * w).sum() / n.clamp(min=1.0)
+        per_mod[name] = (token_losses(out, batch, name, nll_beta, nll_variance) * w).sum() / n.clamp(min=1.0)
         counts[name] = n
         present.append((n > 0).float() * float(weights.get(name, 1.0)))
     has = torch.stack(present)

@@ -10,7 +10,9 @@ quantities are split into *units* (every scalar column on its own, every vector 
 whole), a number of given units k is drawn uniformly from 1 .. U-1 (or 1 .. ``max_given``), a
 uniformly random k of the U units are given and the others hidden whole. Each given vector is,
 with probability ``p_partial``, given only on one side of a random cut (a prefix or a suffix of
-its axis, as "SFH before 10 Gyr given"), the rest hidden.
+its axis, as "SFH before 10 Gyr given"), the rest hidden. The cut falls among the row's defined
+values, or, for a share ``cut_anywhere`` of cuts, anywhere on the axis: a user's cut is fixed
+("10 Gyr") and often lies past the end of a young galaxy's SFH, which only such cuts train.
 
 Every non-empty proper subset of units has non-zero probability, so the paper's five evaluation
 configurations are among them and so is any other a user names. Draws come from the same keyed
@@ -40,14 +42,23 @@ class ConditionMasker:
         counter: first keyed-random counter of this masker's draws (disjoint from the
             hierarchical masker's).
         max_given: most units given (0 or more than U-1: U-1).
+        cut_anywhere: share of cuts placed uniformly on the axis rather than among the defined
+            values (only read with ``valid``).
     """
 
     def __init__(
-        self, schema: CatalogSchema, p_condition: float, p_partial: float, counter: int, max_given: int = 0
+        self,
+        schema: CatalogSchema,
+        p_condition: float,
+        p_partial: float,
+        counter: int,
+        max_given: int = 0,
+        cut_anywhere: float = 0.0,
     ) -> None:
         self.schema = schema
         self.p_condition = float(p_condition)
         self.p_partial = float(p_partial)
+        self.cut_anywhere = float(cut_anywhere)
         # (modality, column or None for a whole vector) per unit, in schema order
         self.units: list[tuple[str, int | None]] = []
         for spec in schema:
@@ -62,6 +73,8 @@ class ConditionMasker:
         self._c_count = counter + 1  # number of given units
         self._c_order = counter + 2  # one key per unit: the k smallest are given
         self._c_partial = counter + 2 + len(self.units)  # three draws per vector: partial?, side, cut
+        # one more per vector, in a range of its own so cut_anywhere=0 leaves every draw as it was
+        self._c_anywhere = self._c_partial + 3 * len(self.vectors)
 
     @property
     def active(self) -> bool:
@@ -103,11 +116,12 @@ class ConditionMasker:
             length = self.schema[name].length
             draws = keyed_random.uniform(keys, self._c_partial + 3 * j, 3)  # [B, 3]
             partial = (draws[:, 0] < self.p_partial) & (length > 1)
+            cut = 1 + np.floor(draws[:, 2] * (length - 1)).astype(np.int64)  # 1 .. L-1 values on each side
             if valid is not None and name in valid:
-                cut, two_defined = _cut_among_defined(np.asarray(valid[name], bool), draws[:, 2])
-                partial &= two_defined
-            else:
-                cut = 1 + np.floor(draws[:, 2] * (length - 1)).astype(np.int64)  # 1 .. L-1 values on each side
+                among, two_defined = _cut_among_defined(np.asarray(valid[name], bool), draws[:, 2])
+                anywhere = keyed_random.uniform(keys, self._c_anywhere + j, 1)[:, 0] < self.cut_anywhere
+                cut = np.where(anywhere, cut, among)
+                partial &= two_defined | anywhere
             idx = np.arange(length)[None, :]
             keep_prefix = draws[:, 1] < 0.5
             hidden_part = np.where(keep_prefix[:, None], idx >= cut[:, None], idx < cut[:, None])

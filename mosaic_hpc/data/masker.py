@@ -66,6 +66,7 @@ class HierarchicalMasker:
             self.config.p_partial,
             counter=_BLOCK * (len(schema) + 1),
             max_given=self.config.max_given,
+            cut_anywhere=self.config.cut_anywhere,
         )
 
     def budget(self, length: int) -> int:

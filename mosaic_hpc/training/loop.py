@@ -75,6 +75,7 @@ def validation_loss(
     loss_on: str,
     loss_weights: dict[str, float] | None = None,
     nll_beta: float = 0.0,
+    nll_variance: str = "beta",
 ) -> dict[str, float]:
     """Mean loss over the first ``n_batches`` of the validation split with fixed (epoch-0) masks."""
     engine.train(False)
@@ -84,7 +85,7 @@ def validation_loss(
         if n >= n_batches:
             break
         b = batch.to_torch(engine.device)
-        out = masked_regression_loss(engine.forward(b), b, loss_on, loss_weights, nll_beta)
+        out = masked_regression_loss(engine.forward(b), b, loss_on, loss_weights, nll_beta, nll_variance)
         for k, v in {"all": out.total, **out.per_modality}.items():
             totals[k] = totals.get(k, 0.0) + float(v)
         n += 1
@@ -185,7 +186,7 @@ def train_loop(
             position, batch = next(stream)
             b = batch.to_torch(engine.device)
             meter.add(b.size * world_size, time.perf_counter() - t0)
-            out = train_step(engine, b, tc.loss_on, tc.loss_weights, tc.nll_beta)
+            out = train_step(engine, b, tc.loss_on, tc.loss_weights, tc.nll_beta, tc.nll_variance)
             detached = torch.stack([out.total.detach(), *(out.per_modality[n].detach() for n in names)])
             bad[0] |= ~torch.isfinite(detached[0])
             running += detached
@@ -209,7 +210,9 @@ def train_loop(
             running.zero_()
             n_running = 0
         if val_reader is not None and tc.eval_every and step % tc.eval_every == 0:
-            val = validation_loss(engine, val_reader, tc.eval_batches, tc.loss_on, tc.loss_weights, tc.nll_beta)
+            val = validation_loss(
+                engine, val_reader, tc.eval_batches, tc.loss_on, tc.loss_weights, tc.nll_beta, tc.nll_variance
+            )
             metrics.log(step, val)
             history.append({"step": step, **val})
         if tc.save_every and step % tc.save_every == 0 and step < max_steps:

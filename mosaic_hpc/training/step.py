@@ -19,9 +19,10 @@ def train_step(
     loss_on: str = "all",
     loss_weights: Mapping[str, float] | None = None,
     nll_beta: float = 0.0,
+    nll_variance: str = "beta",
 ) -> LossOutput:
     """Run one micro-batch through ``engine``; the engine decides whether the optimizer steps."""
-    out = masked_regression_loss(engine.forward(batch), batch, loss_on, loss_weights, nll_beta)
+    out = masked_regression_loss(engine.forward(batch), batch, loss_on, loss_weights, nll_beta, nll_variance)
     engine.backward(out.total)
     engine.step()
     return out

@@ -126,3 +126,26 @@ def test_partial_cuts_fall_among_the_defined_values_when_validity_is_known():
     blind = masker(np.arange(n), epoch=0)["sfh"]
     blind_split = ~blind.all(axis=1) & blind.any(axis=1)
     assert (~(defined & blind).any(axis=1) & blind_split).mean() > 0.1
+
+
+def test_cut_anywhere_trains_the_fixed_cuts_users_make_past_a_young_galaxys_sfh():
+    # "SFH before 10 Gyr given" on a galaxy whose SFH ends at 6 Gyr: the given side holds the
+    # whole defined SFH and a missing tail, the hidden side no value. Cuts among the defined
+    # values never make that pattern; masking.cut_anywhere makes it for its share of cuts.
+    n, length = 6000, SCHEMA["sfh"].length
+    t_obs = np.random.default_rng(1).integers(2, length + 1, n)
+    valid = {name: np.ones((n, SCHEMA[name].length), bool) for name in ("lsst", "spherex", "sed")}
+    valid["sfh"] = np.arange(length)[None, :] < t_obs[:, None]
+    defined = valid["sfh"]
+
+    def past_the_end(share: float) -> float:
+        cfg = MaskConfig(p_condition=1.0, p_partial=1.0, cut_anywhere=share)
+        masks = HierarchicalMasker(SCHEMA, cfg, seed=4)(np.arange(n), epoch=0, valid=valid)["sfh"]
+        split = ~masks.all(axis=1) & masks.any(axis=1)
+        return float((split & ~(defined & masks).any(axis=1)).sum() / split.sum())
+
+    assert past_the_end(0.0) == 0.0
+    # half the cuts anywhere; of those, the prefix-given half falls past the end about half the time
+    assert 0.08 < past_the_end(0.5) < 0.2
+    with pytest.raises(ValueError, match="cut_anywhere"):
+        MaskConfig(cut_anywhere=1.5)

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from mosaic_hpc.data.batch import Batch
@@ -114,3 +115,30 @@ def test_beta_nll_gives_the_mean_the_squared_errors_gradient_at_beta_one():
     torch.testing.assert_close(grads[1.0][0], expected_mse)
     torch.testing.assert_close(grads[0.0][0], expected_mse / 4.0)
     assert grads[1.0][1].abs().sum() > 0  # the variance is still fitted
+
+
+def test_plain_nll_variance_weights_only_the_means_gradient():
+    # train.nll_variance=plain: the mean moves as under beta-NLL, the variance as under plain NLL,
+    # so a precise value's variance is not slowed by s^(2 beta) and does not end too wide
+    batch = _batch()
+    sub = Batch(
+        targets={"a": batch.targets["a"]}, valid={"a": batch.valid["a"]}, hidden=batch.hidden, row_ids=batch.row_ids
+    )
+
+    def grads(beta: float, variance: str) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = {"a": torch.tensor([[2.0, 2.0], [1.0, 0.0]], requires_grad=True)}
+        logvar = {"a": torch.tensor([[math.log(0.25), 0.0], [math.log(4.0), 1.0]], requires_grad=True)}
+        out = masked_regression_loss(
+            ModelOutput(mean=mean, logvar=logvar), sub, "all", nll_beta=beta, nll_variance=variance
+        )
+        out.total.backward()
+        return mean["a"].grad, logvar["a"].grad
+
+    mean_split, var_split = grads(0.5, "plain")
+    torch.testing.assert_close(mean_split, grads(0.5, "beta")[0])
+    torch.testing.assert_close(var_split, grads(0.0, "beta")[1])
+    assert not torch.allclose(var_split, grads(0.5, "beta")[1])  # the split changes the variance's step
+    with pytest.raises(ValueError, match="nll_variance"):
+        masked_regression_loss(
+            ModelOutput(mean={"a": sub.targets["a"]}, logvar={"a": sub.targets["a"]}), sub, nll_variance="x"
+        )

@@ -34,7 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import resolve_config, resolve_deepspeed_config
-from . import common
+from .arith import median, mfu, parse_int_list, rates
+from .devices import current_memory_gib, is_oom, release_memory, reset_peak_memory, resolve_device
+from .machine import load_average, machine_info
+from .presets import load_bench_config
+from .report import markdown_table, write_json
+from .synthetic import catalog_batches, cycle, synthetic_batches, synthetic_schema
+from .timing import measure_matmul_peak, time_steps
 
 BENCHMARK = "throughput"
 # Run in this order (cheap and most wanted first, so a --time-budget-s cut loses the least).
@@ -147,7 +153,7 @@ def _peak(device, override_tflops: float) -> tuple[float, str, dict | None]:
         name = torch.cuda.get_device_name(device)
         peak = peak_flops_for(device)
         return peak, (f"training/metrics.py table, {name}, dense bf16" if peak else f"{name} not in the table"), None
-    measured = common.measure_matmul_peak(repeats=8, min_seconds=0.4)
+    measured = measure_matmul_peak(repeats=8, min_seconds=0.4)
     src = f"measured fp32 matmul peak, {measured['threads']} thread(s), n={measured['n']}"
     return measured["flops_per_s"], src, measured
 
@@ -206,7 +212,7 @@ def build_engine(engine: str, schema, cfg, device) -> tuple[Any, str | None]:
     try:
         return _ds_engine(model, cfg, Path(engine)), None
     except Exception as err:
-        if device.type != "cuda" or common.is_oom(err) or isinstance(err, (ModuleNotFoundError, ValueError)):
+        if device.type != "cuda" or is_oom(err) or isinstance(err, (ModuleNotFoundError, ValueError)):
             raise  # no DeepSpeed at all, a bad JSON or no memory: torch's AdamW would not help
         note = f"FusedAdam unavailable ({_classify_error(err)[1][:120]}); torch AdamW"
         import torch
@@ -218,7 +224,7 @@ def build_engine(engine: str, schema, cfg, device) -> tuple[Any, str | None]:
 
 def _classify_error(err: BaseException) -> tuple[str, str]:
     msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
-    if common.is_oom(err):
+    if is_oom(err):
         return "oom", msg
     if isinstance(err, (ImportError, ModuleNotFoundError)) or any(m in msg.lower() for m in UNAVAILABLE_MARKERS):
         return "unavailable", msg
@@ -262,7 +268,7 @@ def measure(
     }
     if paper_mode:
         overrides["model.patch_size"] = {}
-    cfg = common.load_bench_config(config, overrides)
+    cfg = load_bench_config(config, overrides)
     engine_label = "plain" if engine == "plain" else f"deepspeed-{Path(engine).stem}"
     entry: dict[str, Any] = {
         "kind": kind,
@@ -281,23 +287,23 @@ def measure(
     try:
         torch.manual_seed(cfg.train.seed)
         if s.data is not None:
-            schema, batches = common.catalog_batches(s.data, cfg, s.device)
+            schema, batches = catalog_batches(s.data, cfg, s.device)
         else:
-            schema = common.synthetic_schema()
+            schema = synthetic_schema()
             batches = None
-        common.reset_peak_memory(s.device)
-        baseline_gib = common.current_memory_gib(s.device)
+        reset_peak_memory(s.device)
+        baseline_gib = current_memory_gib(s.device)
         eng, note = build_engine(engine, schema, cfg, s.device)
         model = eng.module
         entry.update(seq_len=model.seq_len, n_params=model.num_params(), flops_per_sample=model.flops_per_sample())
         if note:
             entry["note"] = note
         if batches is None:
-            batches = common.cycle(common.synthetic_batches(schema, cfg, batch_size, eng.device))
+            batches = cycle(synthetic_batches(schema, cfg, batch_size, eng.device))
         with _sdpa_context(sdpa):
-            timing = common.time_steps(eng, batches, s.warmup, s.steps, cfg.train.loss_on)
+            timing = time_steps(eng, batches, s.warmup, s.steps, cfg.train.loss_on)
             while timing["elapsed_s"] < s.min_seconds and len(timing["step_times_s"]) < 100 * s.steps:
-                more = common.time_steps(eng, batches, 0, s.steps, cfg.train.loss_on)
+                more = time_steps(eng, batches, 0, s.steps, cfg.train.loss_on)
                 timing = {
                     **more,
                     "step_times_s": timing["step_times_s"] + more["step_times_s"],
@@ -308,15 +314,15 @@ def measure(
         return {**entry, "status": status, "reason": reason}
     finally:
         del eng, model
-        common.release_memory(s.device)
+        release_memory(s.device)
     n_steps = len(timing["step_times_s"])
     out = {**entry, "status": "ok", "timed_steps": n_steps, "warmup_steps": s.warmup}
-    out.update(common.rates(n_steps * batch_size, timing["elapsed_s"], entry["flops_per_sample"], entry["seq_len"]))
+    out.update(rates(n_steps * batch_size, timing["elapsed_s"], entry["flops_per_sample"], entry["seq_len"]))
     out["time/step_s"] = timing["elapsed_s"] / n_steps
-    out["time/step_s_median"] = common.median(timing["step_times_s"])
+    out["time/step_s_median"] = median(timing["step_times_s"])
     out["loss/final"] = timing["final_loss"]
     if s.peak_flops > 0:
-        out["throughput/mfu"] = common.mfu(out["throughput/tflops"] * 1e12, s.peak_flops)
+        out["throughput/mfu"] = mfu(out["throughput/tflops"] * 1e12, s.peak_flops)
     out.update({k: v for k, v in timing.items() if k.startswith("memory/")})
     out["memory/baseline_gib"] = baseline_gib
     peak = out.get("memory/max_allocated_gib", out.get("memory/peak_rss_gib"))
@@ -329,8 +335,8 @@ def _log(entry: dict[str, Any]) -> None:
     what = f"{entry['kind']:7s} {entry['config']:12s} {entry['engine']:18s} sdpa={entry['sdpa']:9s} "
     what += f"b={entry['micro_batch_size']:<5d}"
     if entry["status"] == "ok":
-        mfu = entry.get("throughput/mfu")
-        extra = f" MFU {100 * mfu:5.1f}%" if mfu is not None else ""
+        util = entry.get("throughput/mfu")
+        extra = f" MFU {100 * util:5.1f}%" if util is not None else ""
         print(f"  {what} {entry['throughput/samples_per_s']:10.4g} samples/s{extra}", file=sys.stderr, flush=True)
     else:
         print(f"  {what} {entry['status']}: {entry.get('reason', '')}", file=sys.stderr, flush=True)
@@ -354,13 +360,13 @@ def flops_check(config: str, s: Settings, batch_size: int = 2) -> dict[str, Any]
 
     from ..model import build_model
 
-    cfg = common.load_bench_config(config)
+    cfg = load_bench_config(config)
     entry: dict[str, Any] = {"kind": "flops", "config": Path(config).stem, "micro_batch_size": batch_size}
     if s.over_budget():
         return {**entry, "status": "skipped", "reason": f"time budget of {s.budget_s:.0f} s spent"}
-    schema = common.synthetic_schema()
+    schema = synthetic_schema()
     model = build_model(schema, cfg.model, cfg.masking.mask_value).to(s.device).eval()
-    batch = common.synthetic_batches(schema, cfg, batch_size, s.device, n_batches=1)[0]
+    batch = synthetic_batches(schema, cfg, batch_size, s.device, n_batches=1)[0]
     analytic = model.flops_per_sample() / 3.0 * batch_size
     entry.update(status="ok", seq_len=model.seq_len, **{"flops/analytic_forward": analytic})
     try:
@@ -386,7 +392,7 @@ def flops_check(config: str, s: Settings, batch_size: int = 2) -> dict[str, Any]
     except Exception as err:
         entry["flops/deepspeed_profiler"] = f"unavailable: {_classify_error(err)[1]}"
     del model
-    common.release_memory(s.device)
+    release_memory(s.device)
     return entry
 
 
@@ -456,7 +462,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--configs is empty")
     for c in configs:
         resolve_config(c)  # fail on a bad name before any measurement
-    override = common.parse_int_list(args.batch_sizes, "--batch-sizes") if args.batch_sizes else None
+    override = parse_int_list(args.batch_sizes, "--batch-sizes") if args.batch_sizes else None
     compare = parse_compare(args.compare)
     # resolved now, so a bad name fails before any measurement rather than after the sweep
     ds_paths = [resolve_deepspeed_config(p.strip()) for p in args.ds_configs.split(",") if p.strip()]
@@ -470,7 +476,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    device = common.resolve_device(args.device)
+    device = resolve_device(args.device)
     precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     peak, peak_source, cpu_peak = _peak(device, args.peak_tflops)
     s = Settings(
@@ -487,7 +493,7 @@ def run(args: argparse.Namespace) -> int:
     )
     report: dict[str, Any] = {
         "benchmark": BENCHMARK,
-        "machine": common.machine_info(),
+        "machine": machine_info(),
         "device": str(device),
         "precision": precision,
         "peak_flops_per_s": peak,
@@ -510,7 +516,7 @@ def run(args: argparse.Namespace) -> int:
     entries: list[dict[str, Any]] = report["entries"]
     # The report is rewritten after every phase, so a run cut short (a time limit on a GPU node,
     # a crash in a later comparison) still leaves every measurement made so far.
-    save = lambda: common.write_json(args.out, report)
+    save = lambda: write_json(args.out, report)
 
     for config in configs:
         for b in sweep_for(config, device.type, override):
@@ -558,7 +564,7 @@ def run(args: argparse.Namespace) -> int:
         report["summary"]["compile_speedup"] = _ratio(e, eager)
     save()
     if "sdpa" in compare:
-        ref_model = common.load_bench_config(ref_config).model
+        ref_model = load_bench_config(ref_config).model
         head_dim = ref_model.d_model // ref_model.n_heads
         sdpa_rows = {}
         for backend in SDPA_BACKENDS:
@@ -601,8 +607,8 @@ def run(args: argparse.Namespace) -> int:
         report["summary"]["best_mfu"] = {
             k: top.get(k) for k in ("config", "engine", "sdpa", "compile", "micro_batch_size", "throughput/mfu")
         }
-    report["machine"]["load_average_end"] = common.load_average()
-    common.write_json(args.out, report)
+    report["machine"]["load_average_end"] = load_average()
+    write_json(args.out, report)
     print(format_markdown(report))
     print(f"\nwrote {args.out}", file=sys.stderr)
     failed = [e for e in entries if e["status"] == "error"]
@@ -616,7 +622,7 @@ def _remeasure_cpu_peak(report: dict[str, Any]) -> None:
     peak inflates every utilisation figure; the machine can do at least the better of the two,
     so MFU is recomputed against it (both measurements stay in the report).
     """
-    again = common.measure_matmul_peak(repeats=8, min_seconds=0.4)
+    again = measure_matmul_peak(repeats=8, min_seconds=0.4)
     first = report["cpu_matmul_peak"]
     report["cpu_matmul_peak"] = {
         **first,
@@ -629,7 +635,7 @@ def _remeasure_cpu_peak(report: dict[str, Any]) -> None:
     report["peak_source"] += ", best of before and after the run"
     for e in report["entries"]:
         if e.get("status") == "ok" and "throughput/tflops" in e:
-            e["throughput/mfu"] = common.mfu(e["throughput/tflops"] * 1e12, peak)
+            e["throughput/mfu"] = mfu(e["throughput/tflops"] * 1e12, peak)
 
 
 def _compare_modes(configs: list[str], args: argparse.Namespace, s: Settings, entries: list[dict[str, Any]]) -> dict:
@@ -641,7 +647,7 @@ def _compare_modes(configs: list[str], args: argparse.Namespace, s: Settings, en
     as well.
     """
     batch = args.modes_batch or DEFAULT_MODES_BATCH[s.device.type]
-    patched = [c for c in configs if mode_of(common.load_bench_config(c).model) == "patched"]
+    patched = [c for c in configs if mode_of(load_bench_config(c).model) == "patched"]
     paper = [c for c in configs if c not in patched]
     variants, names = [], []
     for c in patched:
@@ -713,7 +719,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"- warm-up {report['settings']['warmup']} steps excluded; >= {report['settings']['steps']} timed steps "
         f"and >= {report['settings']['min_seconds']} s per measurement",
         "",
-        common.markdown_table([_display_row(e) for e in report["entries"] if e["kind"] != "flops"], TABLE_COLUMNS),
+        markdown_table([_display_row(e) for e in report["entries"] if e["kind"] != "flops"], TABLE_COLUMNS),
     ]
     flops = [e for e in report["entries"] if e["kind"] == "flops"]
     if flops:
@@ -736,7 +742,7 @@ def _flops_table(flops: list[dict[str, Any]]) -> str:
             if isinstance(e.get(src), (int, float)):
                 row[dst] = e[src] / 1e9
         rows.append(row)
-    return common.markdown_table(
+    return markdown_table(
         rows,
         [
             ("config", "config", ""),

@@ -20,44 +20,20 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mosaic_hpc.bench.machine import machine_info  # noqa: E402
 from mosaic_hpc.config import RunConfig, load_config, parse_override  # noqa: E402
 from mosaic_hpc.dist_env import DistEnv, free_port  # noqa: E402
 from mosaic_hpc.training.runner import plain_engine_factory, run_training  # noqa: E402
 
 LOG_EVERY = 20
-
-
-def _machine() -> dict[str, Any]:
-    import torch
-
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()[:10]
-    except (OSError, subprocess.CalledProcessError):
-        lscpu = []
-    names = [line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")]
-    model = names[0] if names else platform.processor()
-    info = {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    try:
-        import importlib.metadata as md
-
-        info["deepspeed"] = md.version("deepspeed")
-    except md.PackageNotFoundError:
-        info["deepspeed"] = None
-    return info
 
 
 def _interval_median(history: list[dict[str, float]]) -> float:
@@ -119,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "engines",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": machine_info(),
         "config": str(args.config),
         "ds_config": str(args.ds_config),
         "overrides": overrides,

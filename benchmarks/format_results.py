@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, when not pip-installed
 
 from mosaic_hpc.bench import scaling, throughput
+from mosaic_hpc.bench.report import record_section as record  # the writer of every benchmark's --record
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 FORMATTERS = {throughput.BENCHMARK: throughput.format_markdown, scaling.BENCHMARK: scaling.format_markdown}
@@ -41,18 +42,6 @@ def format_report(report: dict) -> str:
     lines = [f"- command: `{report['machine'].get('command', 'unknown')}`"]
     lines.append(FORMATTERS[kind](report))
     return "\n".join(lines) + "\n"
-
-
-def record(section: str, heading: str, path: Path) -> None:
-    """Replace the section that starts with ``heading`` in ``path`` (up to the next ``## ``), or append it."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = text.find(heading + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:

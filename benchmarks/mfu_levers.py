@@ -19,7 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-from mosaic_hpc.bench import common
+from mosaic_hpc.bench.arith import parse_int_list
+from mosaic_hpc.bench.devices import release_memory, resolve_device, synchronize
+from mosaic_hpc.bench.machine import machine_info
+from mosaic_hpc.bench.presets import load_bench_config
+from mosaic_hpc.bench.report import write_json
+from mosaic_hpc.bench.synthetic import cycle, synthetic_batches, synthetic_schema
 from mosaic_hpc.bench.throughput import Settings, _log, _peak, measure
 
 KERNEL_CLASSES = (
@@ -45,18 +50,18 @@ def profile_step(config: str, batch: int, s: Settings, n_steps: int = 3) -> dict
     from mosaic_hpc.bench.throughput import build_engine
     from mosaic_hpc.training.step import train_step
 
-    cfg = common.load_bench_config(config, {"data.micro_batch_size": batch, "train.precision": s.precision})
-    schema = common.synthetic_schema()
+    cfg = load_bench_config(config, {"data.micro_batch_size": batch, "train.precision": s.precision})
+    schema = synthetic_schema()
     eng, _ = build_engine("plain", schema, cfg, s.device)
-    batches = common.cycle(common.synthetic_batches(schema, cfg, batch, eng.device))
+    batches = cycle(synthetic_batches(schema, cfg, batch, eng.device))
     for _ in range(3):
         train_step(eng, next(batches))
-    common.synchronize(s.device)
+    synchronize(s.device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if s.device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(n_steps):
             train_step(eng, next(batches))
-        common.synchronize(s.device)
+        synchronize(s.device)
     per_class: dict[str, float] = {}
     top = []
     for ev in prof.key_averages():
@@ -68,7 +73,7 @@ def profile_step(config: str, batch: int, s: Settings, n_steps: int = 3) -> dict
     top.sort(reverse=True)
     total = sum(per_class.values())
     del eng
-    common.release_memory(s.device)
+    release_memory(s.device)
     return {
         "config": config,
         "micro_batch_size": batch,
@@ -91,20 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/bench/mfu_levers.json"))
     args = p.parse_args(argv)
 
-    device = common.resolve_device(args.device)
+    device = resolve_device(args.device)
     precision = "bf16" if device.type == "cuda" else "fp32"
     peak, source, _ = _peak(device, 0.0)
     s = Settings(device, precision, args.steps, args.min_seconds, 3, False, None, peak, source, 0.0)
     backends = [b.strip() for b in args.sdpa.split(",") if b.strip()]
-    report: dict = {"machine": common.machine_info(), "peak_flops_per_s": peak, "peak_source": source, "entries": []}
+    report: dict = {"machine": machine_info(), "peak_flops_per_s": peak, "peak_source": source, "entries": []}
     t0 = time.perf_counter()
-    for b in common.parse_int_list(args.batches, "--batches"):
+    for b in parse_int_list(args.batches, "--batches"):
         for backend in backends:
             e = measure(args.config, b, s, kind="levers", sdpa=None if backend == "default" else backend)
             _log(e)
             report["entries"].append(e)
-            common.write_json(args.out, report)
-    compile_batches = common.parse_int_list(args.compile_batches, "--compile-batches") if args.compile_batches else []
+            write_json(args.out, report)
+    compile_batches = parse_int_list(args.compile_batches, "--compile-batches") if args.compile_batches else []
     for b in compile_batches:
         for backend in backends[:2]:
             e = measure(
@@ -112,12 +117,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             _log(e)
             report["entries"].append(e)
-            common.write_json(args.out, report)
+            write_json(args.out, report)
     if args.profile_batch:
         report["profile"] = profile_step(args.config, args.profile_batch, s)
         print(json.dumps(report["profile"], indent=1), file=sys.stderr)
     report["wall_s"] = time.perf_counter() - t0
-    common.write_json(args.out, report)
+    write_json(args.out, report)
     print(f"wrote {args.out} in {report['wall_s']:.0f} s", file=sys.stderr)
     return 0
 

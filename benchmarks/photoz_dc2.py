@@ -72,6 +72,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable as a script from a checkout without installing
     sys.path.insert(0, str(REPO))
 
+from mosaic_hpc.bench.report import record_section  # noqa: E402
 from mosaic_hpc.config import RunConfig, load_config  # noqa: E402
 from mosaic_hpc.data.catalog import Catalog, write_catalog  # noqa: E402
 from mosaic_hpc.data.importer import SplitRule, import_catalog  # noqa: E402
@@ -350,7 +351,7 @@ def write_split(directory: Path, schema: CatalogSchema, train: dict, test: dict,
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from mosaic_hpc.bench.common import machine_info
+    from mosaic_hpc.bench.machine import machine_info
     from mosaic_hpc.data.mock import make_mock_catalog
     from mosaic_hpc.data.mock.variants import survey_variant
 
@@ -667,14 +668,7 @@ def comparison_notes(res: dict[str, Any]) -> list[str]:
 
 def record(section: str, path: Path = REPO / "benchmarks" / "RESULTS.md") -> None:
     """Replace (or append) this benchmark's section of RESULTS.md, leaving other sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = text.find(RESULTS_HEADING)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(RESULTS_HEADING))
-        text = text[:start] + section + ("" if end < 0 else "\n" + text[end + 1 :])
-    path.write_text(text)
+    record_section(section, RESULTS_HEADING, path)
 
 
 def main(argv: list[str] | None = None) -> int:

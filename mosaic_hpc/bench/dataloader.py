@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Paper lengths (Sec. 2): 3 scalars, 6 LSST bands, 102 SPHEREx channels, 117 SFH bins, 921 SED bins.
-PAPER_LENGTHS = {"scalars": 3, "lsst": 6, "spherex": 102, "sfh": 117, "sed": 921}
+from .report import record_section
+from .synthetic import make_catalog
+
 RESULTS_HEADING = "## Data loader"
 MAX_AUTO_WORKERS = 8
 
@@ -60,100 +61,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", action="store_true", help="write the '## Data loader' section of benchmarks/RESULTS.md")
     p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"), help="RESULTS.md to update")
     p.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)  # internal: rank mode
-
-
-def paper_schema():
-    """The default schema with the paper's lengths (axes and units as in docs/catalog_format.md)."""
-    import numpy as np
-
-    from ..schema import CatalogSchema, ModalitySpec
-
-    return CatalogSchema(
-        (
-            ModalitySpec("scalars", "scalars", 3, "mixed", ("redshift", "log10_halo_mass", "log10_stellar_mass")),
-            ModalitySpec(
-                "lsst",
-                "vector",
-                6,
-                "AB mag",
-                tuple("ugrizy"),
-                (3671.0, 4827.0, 6223.0, 7546.0, 8691.0, 9712.0),
-                "wavelength",
-                "Angstrom",
-            ),
-            ModalitySpec(
-                "spherex",
-                "vector",
-                102,
-                "AB mag",
-                (),
-                tuple(np.geomspace(7500.0, 50000.0, 102)),
-                "wavelength",
-                "Angstrom",
-            ),
-            ModalitySpec(
-                "sfh", "vector", 117, "log10 Msun/yr", (), tuple(np.linspace(0.1, 13.8, 117)), "cosmic_time", "Gyr"
-            ),
-            ModalitySpec(
-                "sed",
-                "vector",
-                921,
-                "log10 Jy",
-                (),
-                tuple(np.geomspace(1000.0, 50000.0, 921)),
-                "wavelength",
-                "Angstrom",
-            ),
-        )
-    )
-
-
-def paper_like_rows(n: int, rng, schema) -> dict[str, Any]:
-    """Smooth functions of (z, halo mass, stellar mass) plus noise, NaN SFH after the galaxy's time.
-
-    Not physics (that is mosaic_hpc.data.mock): the benchmark only needs realistic sizes, value
-    ranges and a realistic share of missing values, produced fast with array operations.
-    """
-    import numpy as np
-
-    z = rng.uniform(0.05, 3.0, n)
-    mh = rng.uniform(11.0, 14.0, n)
-    ms = mh - 1.8 + 0.3 * np.tanh(mh - 12.0) + 0.1 * rng.normal(size=n)
-    out = {"scalars": np.stack([z, mh, ms], axis=1)}
-    for spec in schema:
-        if spec.is_scalars:
-            continue
-        x = np.log(spec.axis_array() / spec.axis_array()[0] + 1.0)[None, :]  # [1, L]
-        base = {"lsst": 25.0, "spherex": 24.0, "sfh": 0.0, "sed": -4.0}.get(spec.name, 0.0)
-        sign = -2.5 if spec.unit == "AB mag" else 1.0
-        v = base + sign * (ms - 10.0)[:, None] + 0.5 * z[:, None] * x + 0.02 * rng.normal(size=(n, spec.length))
-        if spec.name == "sfh":
-            t_obs = 13.8 - 10.0 * z / (1.0 + z)  # crude cosmic time of observation, Gyr
-            v[spec.axis_array()[None, :] > t_obs[:, None]] = np.nan
-        out[spec.name] = v.astype(np.float32)
-    return out
-
-
-def make_catalog(path: Path, n_rows: int, seed: int = 0, chunk_rows: int = 1024) -> Path:
-    """Write ``path`` (train split) with paper lengths in bounded memory; reused if it matches."""
-    import h5py
-    import numpy as np
-    from tqdm import tqdm
-
-    from ..data.catalog import CatalogWriter, default_norm_modes, stats_from_running
-
-    if path.exists():
-        with h5py.File(path, "r", locking=False) as f:
-            if int(f.attrs.get("n_rows", -1)) == n_rows and f.attrs.get("source") == "bench-dataloader":
-                return path
-    schema = paper_schema()
-    rng = np.random.default_rng(seed)
-    step = 10_000
-    with CatalogWriter(path, schema, {"source": "bench-dataloader", "seed": seed}, chunk_rows=chunk_rows) as w:
-        for s in tqdm(range(0, n_rows, step), desc=f"writing {path.name}", unit_scale=step, unit="rows"):
-            w.append(paper_like_rows(min(step, n_rows - s), rng, schema))
-        w.close(stats_from_running(w.running, default_norm_modes(schema)))
-    return path
 
 
 # ------------------------------------------------------------------------------ rank mode
@@ -304,7 +211,7 @@ def _time_train_step(args: argparse.Namespace, catalog_path: Path) -> dict[str, 
     from ..data.reader import ShardedReader
     from ..model import build_model
     from ..training.engine import PlainEngine
-    from .common import time_steps
+    from .timing import time_steps
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     gpu = device.type == "cuda"
@@ -366,7 +273,6 @@ def _table(report: dict[str, Any]) -> str:
 
 def _record(results_path: Path, report: dict[str, Any], table: str) -> None:
     """Replace (or append) this benchmark's section of RESULTS.md; other sections are untouched."""
-    text = results_path.read_text() if results_path.exists() else "# Benchmark results\n"
     train = report.get("train_step")
     body = [
         RESULTS_HEADING,
@@ -393,15 +299,7 @@ def _record(results_path: Path, report: dict[str, Any], table: str) -> None:
             "",
         ]
     body += [f"Goals: {g}" for g in report["goals"]] + [""]
-    section = "\n".join(body)
-    start = text.find(RESULTS_HEADING + "\n")
-    if start >= 0:
-        end = text.find("\n## ", start + len(RESULTS_HEADING))
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(text)
+    record_section("\n".join(body), RESULTS_HEADING, results_path)
 
 
 def run(args: argparse.Namespace) -> int:

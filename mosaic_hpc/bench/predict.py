@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _best_seconds(fn, repeats: int, device) -> float:
-    from .common import synchronize
+    from .devices import synchronize
 
     fn()  # warm-up: allocator, kernels, caches
     best = float("inf")
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.configurations import parse_configuration
     from ..dist_env import read_dist_env
     from ..evaluation.predictor import load_run
-    from .common import machine_info
+    from .machine import machine_info
 
     require_at_least({"--n": (args.n, 1), "--batch-size": (args.batch_size, 1), "--repeats": (args.repeats, 1)})
     env = read_dist_env()

@@ -34,7 +34,12 @@ from typing import Any
 
 from ..config import resolve_config, resolve_deepspeed_config
 from ..dist_env import free_port
-from . import common
+from ..provenance import REPO_ROOT
+from .arith import median, parse_int_list, strong_efficiency, weak_efficiency
+from .machine import load_average, machine_info
+from .presets import load_bench_config
+from .report import markdown_table, write_json
+from .synthetic import make_catalog
 
 BENCHMARK = "scaling"
 MODES = ("weak", "strong")
@@ -118,7 +123,7 @@ def step_timing(records: list[dict[str, Any]], warmup: int, t_launch: float) -> 
             f"need a record for every step from {warmup} to the last, and step 1; got steps {sorted(by_step)}"
         )
     intervals = [by_step[k] - by_step[k - 1] for k in range(warmup + 1, last + 1)]
-    step_s = common.median(intervals)
+    step_s = median(intervals)
     if step_s <= 0:
         raise ValueError("non-increasing record times: cannot compute a step time")
     return {
@@ -135,11 +140,11 @@ def efficiencies(points: list[dict[str, Any]], mode: str) -> list[dict[str, Any]
     base = pts[0]
     for p in pts:
         if mode == "weak":
-            p["efficiency"] = common.weak_efficiency(
+            p["efficiency"] = weak_efficiency(
                 base["throughput/samples_per_s"], p["throughput/samples_per_s"], p["ranks"], base["ranks"]
             )
         else:
-            p["efficiency"] = common.strong_efficiency(base["time/step_s"], p["time/step_s"], p["ranks"], base["ranks"])
+            p["efficiency"] = strong_efficiency(base["time/step_s"], p["time/step_s"], p["ranks"], base["ranks"])
     return pts
 
 
@@ -190,7 +195,7 @@ def launch_command(
     module = [py, "-m", "mosaic_hpc.train", *trainer_args]
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     if launcher == "local":
-        script = str(common.REPO_ROOT / "launchers" / "local.sh")
+        script = str(REPO_ROOT / "launchers" / "local.sh")
         return ["bash", script, "-n", str(n_ranks), *trainer_args], {"MOSAIC_MASTER_PORT": str(port)}
     if launcher in SITE_SCRIPTS:
         script, job_var = SITE_SCRIPTS[launcher]
@@ -198,7 +203,7 @@ def launch_command(
             raise ValueError(f"--launcher {launcher} runs inside a job ({job_var} unset): allocate nodes first")
         nodes, ppn = site_layout(n_ranks, ranks_per_node)
         site_env = {"MOSAIC_NODES": str(nodes), "MOSAIC_GPUS_PER_NODE": str(ppn), "MOSAIC_MASTER_PORT": str(port)}
-        return ["bash", str(common.REPO_ROOT / script), *trainer_args], site_env
+        return ["bash", str(REPO_ROOT / script), *trainer_args], site_env
     if launcher == "mpiexec":
         return [_venv_tool("mpiexec"), "-n", str(n_ranks), *launcher_args, *module], env
     if launcher == "srun":
@@ -207,7 +212,7 @@ def launch_command(
         return [py, "-m", "torch.distributed.run", f"--nproc-per-node={n_ranks}", f"--master-port={port}",
                 *launcher_args, "-m", "mosaic_hpc.train", *trainer_args], {}  # fmt: skip
     if launcher == "deepspeed":
-        script = str(common.REPO_ROOT / "mosaic_hpc" / "train.py")
+        script = str(REPO_ROOT / "mosaic_hpc" / "train.py")
         return [_venv_tool("deepspeed"), "--num_gpus", str(n_ranks), "--master_port", str(port),
                 *launcher_args, script, *trainer_args], {}  # fmt: skip
     raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
@@ -234,7 +239,7 @@ def run_point(
     ds = str(Path(args.ds_config).resolve())
     port = free_port()
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(common.REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     if args.device == "cpu" and args.threads_per_rank > 0:
         env["OMP_NUM_THREADS"] = env["MOSAIC_OMP_THREADS"] = str(args.threads_per_rank)
     if args.launcher == "local" or args.launcher in SITE_SCRIPTS:
@@ -262,7 +267,7 @@ def run_point(
         "global_batch": micro * n_ranks,
         "repeat": repeat,
         "run_dir": str(run_dir),
-        "load_average_before": common.load_average(),
+        "load_average_before": load_average(),
     }
     log_path = run_dir / "bench_launch.log"
     t_launch = time.time()
@@ -273,7 +278,7 @@ def run_point(
     except subprocess.TimeoutExpired:
         rc = -1
     point["wall_s"] = time.time() - t_launch
-    point["load_average_after"] = common.load_average()
+    point["load_average_after"] = load_average()
     if rc != 0:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
         reason = "timed out" if rc == -1 else f"exit status {rc}"
@@ -296,13 +301,13 @@ def _median_point(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     ok = [r for r in runs if r["status"] == "ok"]
     if not ok:
         return None
-    step = common.median([r["time/step_s"] for r in ok])
+    step = median([r["time/step_s"] for r in ok])
     out = {k: ok[0][k] for k in ("ranks", "micro_batch_size", "global_batch")}
     out.update(
         {
             "time/step_s": step,
             "throughput/samples_per_s": out["global_batch"] / step,
-            "time/startup_s": common.median([r["time/startup_s"] for r in ok]),
+            "time/startup_s": median([r["time/startup_s"] for r in ok]),
             "step_s_all_repeats": [r["time/step_s"] for r in ok],
             "load_average_1min": [r["load_average_before"][0] for r in ok if r["load_average_before"]],
             "repeats_ok": len(ok),
@@ -319,7 +324,7 @@ def _median_point(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ranks = sorted(set(common.parse_int_list(args.ranks, "--ranks")))
+    ranks = sorted(set(parse_int_list(args.ranks, "--ranks")))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in MODES for m in modes):
         raise ValueError(f"--modes must name {' and/or '.join(MODES)}, got {args.modes!r}")
@@ -328,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads_per_rank < 0 or args.rows < 1 or args.timeout_s <= 0:
         raise ValueError("--threads-per-rank must be >= 0, --rows >= 1 and --timeout-s > 0")
     args.ds_config = resolve_deepspeed_config(args.ds_config)
-    cfg = common.load_bench_config(args.config)
+    cfg = load_bench_config(args.config)
     micro = args.micro_batch or cfg.data.micro_batch_size
     global_batch = args.global_batch or max(ranks) * micro
     if micro < 1 or global_batch < 1:
@@ -341,8 +346,6 @@ def run(args: argparse.Namespace) -> int:
     plot_path = args.plot or out_path.with_suffix(".png")
     data_dir = args.data
     if data_dir is None:
-        from .dataloader import make_catalog
-
         data_dir = args.work_dir / "catalog"
         data_dir.mkdir(parents=True, exist_ok=True)
         make_catalog(data_dir / "train.h5", args.rows)
@@ -351,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
 
     report: dict[str, Any] = {
         "benchmark": BENCHMARK,
-        "machine": common.machine_info(),
+        "machine": machine_info(),
         "settings": {
             "config": Path(args.config).stem,
             "ranks": ranks,
@@ -392,12 +395,12 @@ def run(args: argparse.Namespace) -> int:
             if m == mode and (p := _median_point(runs[(n, mb)])) is not None:
                 pts.append({"mode": mode, **p})
         report["results"][mode] = efficiencies(pts, mode) if pts else []
-    report["machine"]["load_average_end"] = common.load_average()
-    common.write_json(out_path, report)
+    report["machine"]["load_average_end"] = load_average()
+    write_json(out_path, report)
     if any(report["results"].values()):
         plot(report, plot_path)
         report["plot"] = str(plot_path)
-        common.write_json(out_path, report)
+        write_json(out_path, report)
     print(format_markdown(report))
     print(f"\nwrote {out_path}" + (f" and {plot_path}" if "plot" in report else ""), file=sys.stderr)
     failed = [r for r in report["runs"] if r["status"] != "ok"]
@@ -475,7 +478,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         "weak: X(N)/(N X(1)); strong: t(1)/(N t(N))",
         *([f"- plot: {report['plot']}"] if "plot" in report else []),
         "",
-        common.markdown_table(rows, COLUMNS),
+        markdown_table(rows, COLUMNS),
     ]
     failed = [r for r in report["runs"] if r["status"] != "ok"]
     if failed:

@@ -15,6 +15,7 @@ Comparisons (--compare, one run, same process, adjacent in time):
   modes    paper mode (one token per value) vs patched mode: each patched config against its own
            dimensions in paper mode, and against the paper-mode configs, at one batch size
   zero     plain PyTorch vs DeepSpeed ZeRO 1/2/3 (throughput, memory, DeepSpeed/plain ratio)
+Each is one ``compare_*`` function, registered under its name in ``COMPARE``.
 
 Examples:
   mosaic-hpc bench throughput --configs tiny,small --device cpu --out runs/bench/cpu.json
@@ -30,15 +31,20 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..config import resolve_config, resolve_deepspeed_config
-from . import common
+from .arith import median, mfu, parse_int_list, rates
+from .devices import current_memory_gib, is_oom, release_memory, reset_peak_memory, resolve_device
+from .machine import load_average, machine_info
+from .presets import load_bench_config
+from .report import markdown_table, write_json
+from .synthetic import catalog_batches, cycle, synthetic_batches, synthetic_schema
+from .timing import measure_matmul_peak, time_steps
 
 BENCHMARK = "throughput"
-# Run in this order (cheap and most wanted first, so a --time-budget-s cut loses the least).
-COMPARISONS = ("flops", "compile", "sdpa", "modes", "zero")
 SDPA_BACKENDS = {
     "flash": "FLASH_ATTENTION",
     "efficient": "EFFICIENT_ATTENTION",
@@ -147,7 +153,7 @@ def _peak(device, override_tflops: float) -> tuple[float, str, dict | None]:
         name = torch.cuda.get_device_name(device)
         peak = peak_flops_for(device)
         return peak, (f"training/metrics.py table, {name}, dense bf16" if peak else f"{name} not in the table"), None
-    measured = common.measure_matmul_peak(repeats=8, min_seconds=0.4)
+    measured = measure_matmul_peak(repeats=8, min_seconds=0.4)
     src = f"measured fp32 matmul peak, {measured['threads']} thread(s), n={measured['n']}"
     return measured["flops_per_s"], src, measured
 
@@ -206,7 +212,7 @@ def build_engine(engine: str, schema, cfg, device) -> tuple[Any, str | None]:
     try:
         return _ds_engine(model, cfg, Path(engine)), None
     except Exception as err:
-        if device.type != "cuda" or common.is_oom(err) or isinstance(err, (ModuleNotFoundError, ValueError)):
+        if device.type != "cuda" or is_oom(err) or isinstance(err, (ModuleNotFoundError, ValueError)):
             raise  # no DeepSpeed at all, a bad JSON or no memory: torch's AdamW would not help
         note = f"FusedAdam unavailable ({_classify_error(err)[1][:120]}); torch AdamW"
         import torch
@@ -218,7 +224,7 @@ def build_engine(engine: str, schema, cfg, device) -> tuple[Any, str | None]:
 
 def _classify_error(err: BaseException) -> tuple[str, str]:
     msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
-    if common.is_oom(err):
+    if is_oom(err):
         return "oom", msg
     if isinstance(err, (ImportError, ModuleNotFoundError)) or any(m in msg.lower() for m in UNAVAILABLE_MARKERS):
         return "unavailable", msg
@@ -262,7 +268,7 @@ def measure(
     }
     if paper_mode:
         overrides["model.patch_size"] = {}
-    cfg = common.load_bench_config(config, overrides)
+    cfg = load_bench_config(config, overrides)
     engine_label = "plain" if engine == "plain" else f"deepspeed-{Path(engine).stem}"
     entry: dict[str, Any] = {
         "kind": kind,
@@ -281,23 +287,23 @@ def measure(
     try:
         torch.manual_seed(cfg.train.seed)
         if s.data is not None:
-            schema, batches = common.catalog_batches(s.data, cfg, s.device)
+            schema, batches = catalog_batches(s.data, cfg, s.device)
         else:
-            schema = common.synthetic_schema()
+            schema = synthetic_schema()
             batches = None
-        common.reset_peak_memory(s.device)
-        baseline_gib = common.current_memory_gib(s.device)
+        reset_peak_memory(s.device)
+        baseline_gib = current_memory_gib(s.device)
         eng, note = build_engine(engine, schema, cfg, s.device)
         model = eng.module
         entry.update(seq_len=model.seq_len, n_params=model.num_params(), flops_per_sample=model.flops_per_sample())
         if note:
             entry["note"] = note
         if batches is None:
-            batches = common.cycle(common.synthetic_batches(schema, cfg, batch_size, eng.device))
+            batches = cycle(synthetic_batches(schema, cfg, batch_size, eng.device))
         with _sdpa_context(sdpa):
-            timing = common.time_steps(eng, batches, s.warmup, s.steps, cfg.train.loss_on)
+            timing = time_steps(eng, batches, s.warmup, s.steps, cfg.train.loss_on)
             while timing["elapsed_s"] < s.min_seconds and len(timing["step_times_s"]) < 100 * s.steps:
-                more = common.time_steps(eng, batches, 0, s.steps, cfg.train.loss_on)
+                more = time_steps(eng, batches, 0, s.steps, cfg.train.loss_on)
                 timing = {
                     **more,
                     "step_times_s": timing["step_times_s"] + more["step_times_s"],
@@ -308,15 +314,15 @@ def measure(
         return {**entry, "status": status, "reason": reason}
     finally:
         del eng, model
-        common.release_memory(s.device)
+        release_memory(s.device)
     n_steps = len(timing["step_times_s"])
     out = {**entry, "status": "ok", "timed_steps": n_steps, "warmup_steps": s.warmup}
-    out.update(common.rates(n_steps * batch_size, timing["elapsed_s"], entry["flops_per_sample"], entry["seq_len"]))
+    out.update(rates(n_steps * batch_size, timing["elapsed_s"], entry["flops_per_sample"], entry["seq_len"]))
     out["time/step_s"] = timing["elapsed_s"] / n_steps
-    out["time/step_s_median"] = common.median(timing["step_times_s"])
+    out["time/step_s_median"] = median(timing["step_times_s"])
     out["loss/final"] = timing["final_loss"]
     if s.peak_flops > 0:
-        out["throughput/mfu"] = common.mfu(out["throughput/tflops"] * 1e12, s.peak_flops)
+        out["throughput/mfu"] = mfu(out["throughput/tflops"] * 1e12, s.peak_flops)
     out.update({k: v for k, v in timing.items() if k.startswith("memory/")})
     out["memory/baseline_gib"] = baseline_gib
     peak = out.get("memory/max_allocated_gib", out.get("memory/peak_rss_gib"))
@@ -329,8 +335,8 @@ def _log(entry: dict[str, Any]) -> None:
     what = f"{entry['kind']:7s} {entry['config']:12s} {entry['engine']:18s} sdpa={entry['sdpa']:9s} "
     what += f"b={entry['micro_batch_size']:<5d}"
     if entry["status"] == "ok":
-        mfu = entry.get("throughput/mfu")
-        extra = f" MFU {100 * mfu:5.1f}%" if mfu is not None else ""
+        util = entry.get("throughput/mfu")
+        extra = f" MFU {100 * util:5.1f}%" if util is not None else ""
         print(f"  {what} {entry['throughput/samples_per_s']:10.4g} samples/s{extra}", file=sys.stderr, flush=True)
     else:
         print(f"  {what} {entry['status']}: {entry.get('reason', '')}", file=sys.stderr, flush=True)
@@ -354,13 +360,13 @@ def flops_check(config: str, s: Settings, batch_size: int = 2) -> dict[str, Any]
 
     from ..model import build_model
 
-    cfg = common.load_bench_config(config)
+    cfg = load_bench_config(config)
     entry: dict[str, Any] = {"kind": "flops", "config": Path(config).stem, "micro_batch_size": batch_size}
     if s.over_budget():
         return {**entry, "status": "skipped", "reason": f"time budget of {s.budget_s:.0f} s spent"}
-    schema = common.synthetic_schema()
+    schema = synthetic_schema()
     model = build_model(schema, cfg.model, cfg.masking.mask_value).to(s.device).eval()
-    batch = common.synthetic_batches(schema, cfg, batch_size, s.device, n_batches=1)[0]
+    batch = synthetic_batches(schema, cfg, batch_size, s.device, n_batches=1)[0]
     analytic = model.flops_per_sample() / 3.0 * batch_size
     entry.update(status="ok", seq_len=model.seq_len, **{"flops/analytic_forward": analytic})
     try:
@@ -386,7 +392,7 @@ def flops_check(config: str, s: Settings, batch_size: int = 2) -> dict[str, Any]
     except Exception as err:
         entry["flops/deepspeed_profiler"] = f"unavailable: {_classify_error(err)[1]}"
     del model
-    common.release_memory(s.device)
+    release_memory(s.device)
     return entry
 
 
@@ -445,10 +451,162 @@ def best_of_sweep(entries: list[dict[str, Any]], config: str) -> dict[str, Any] 
     return max(ok, key=lambda e: e["throughput/samples_per_s"]) if ok else None
 
 
+# ------------------------------------------------------------------- comparisons: one function each
+
+
+@dataclasses.dataclass
+class Context:
+    """What every comparison reads and writes: the run's options, the reference point, the report.
+
+    The comparisons measure at the reference config and batch (by default the base config at the
+    fastest batch of its sweep), append their measurements to ``entries`` and their headline
+    numbers to ``summary``, so a new comparison is one function and one line in :data:`COMPARE`.
+    """
+
+    args: argparse.Namespace
+    s: Settings
+    configs: list[str]
+    ds_paths: list[Path]
+    ref_config: str
+    ref_batch: int
+    report: dict[str, Any]
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        return self.report["entries"]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.report["summary"]
+
+
+def compare_flops(ctx: Context) -> None:
+    """Analytic forward FLOPs of every swept config against DeepSpeed's profiler and torch's counter."""
+    for config in ctx.configs:
+        e = flops_check(config, ctx.s)
+        ctx.entries.append(e)
+        print(
+            f"  flops   {e['config']:12s} analytic/deepspeed = {e.get('flops/analytic_over_deepspeed')}",
+            file=sys.stderr,
+        )
+    ctx.summary["flops_check"] = {
+        e["config"]: {k: e.get(k) for k in ("flops/analytic_over_deepspeed", "flops/analytic_over_torch")}
+        for e in ctx.entries
+        if e["kind"] == "flops"
+    }
+
+
+def compare_compile(ctx: Context) -> None:
+    """torch.compile at the reference point against the eager sweep entry of the same batch."""
+    if ctx.args.compile:
+        return  # --compile: every measurement is compiled, there is no eager one to compare with
+    e = measure(ctx.ref_config, ctx.ref_batch, ctx.s, kind="compile", compile_model=True)
+    _log(e)
+    ctx.entries.append(e)
+    eager = next(
+        (
+            x
+            for x in ctx.entries
+            if x["kind"] == "sweep" and x["config"] == e["config"] and x["micro_batch_size"] == ctx.ref_batch
+        ),
+        None,
+    )
+    ctx.summary["compile_speedup"] = _ratio(e, eager)
+
+
+def compare_sdpa(ctx: Context) -> None:
+    """Every attention backend at the reference point; one this device lacks is "unavailable", not an error."""
+    ref_model = load_bench_config(ctx.ref_config).model
+    head_dim = ref_model.d_model // ref_model.n_heads
+    sdpa_rows = {}
+    for backend in SDPA_BACKENDS:
+        reason = sdpa_available(backend, ctx.s, head_dim)
+        if reason is not None:
+            e = {
+                "kind": "sdpa",
+                "config": Path(ctx.ref_config).stem,
+                "engine": "plain",
+                "sdpa": backend,
+                "micro_batch_size": ctx.ref_batch,
+                "status": "unavailable",
+                "reason": reason,
+            }
+        else:
+            e = measure(ctx.ref_config, ctx.ref_batch, ctx.s, kind="sdpa", sdpa=backend)
+        _log(e)
+        ctx.entries.append(e)
+        sdpa_rows[backend] = e.get("throughput/samples_per_s") if e["status"] == "ok" else e["status"]
+    ctx.summary["sdpa_samples_per_s"] = sdpa_rows
+
+
+def compare_modes(ctx: Context) -> None:
+    """Paper mode vs patched mode at one batch size, repeats interleaved.
+
+    Two questions: what does patching alone buy (a patched config against the same dimensions
+    in paper mode), and how do the shipped patched and paper presets compare (e.g. small vs base).
+    Per-sample speed also depends on the batch size, so the best batch of each sweep is compared
+    as well.
+    """
+    batch = ctx.args.modes_batch or DEFAULT_MODES_BATCH[ctx.s.device.type]
+    patched = [c for c in ctx.configs if mode_of(load_bench_config(c).model) == "patched"]
+    paper = [c for c in ctx.configs if c not in patched]
+    variants, names = [], []
+    for c in patched:
+        variants += [{"kind": "modes", "_config": c}, {"kind": "modes", "_config": c, "paper_mode": True}]
+    for c in paper:
+        variants.append({"kind": "modes", "_config": c})
+    for v in variants:
+        names.append(Path(v["_config"]).stem + ("-paper" if v.get("paper_mode") else ""))
+    cfg_for = {id(v): v.pop("_config") for v in variants}
+    results = _interleaved(variants, lambda v: cfg_for[id(v)], batch, ctx.s, ctx.args.repeats)
+    ctx.entries.extend(results)
+    by_name = dict(zip(names, results, strict=True))
+    out: dict[str, Any] = {
+        "micro_batch_size": batch,
+        "samples_per_s": {n: r.get("throughput/samples_per_s") for n, r in by_name.items()},
+    }
+    for c in patched:
+        name = Path(c).stem
+        out[f"{name}_over_{name}-paper"] = _ratio(by_name[name], by_name[f"{name}-paper"])
+        for q in paper:
+            qn = Path(q).stem
+            out[f"{name}_over_{qn}"] = _ratio(by_name[name], by_name[qn])
+            out[f"{name}_over_{qn}_best_batch"] = _ratio(best_of_sweep(ctx.entries, c), best_of_sweep(ctx.entries, q))
+    ctx.summary["modes"] = out
+
+
+def compare_zero(ctx: Context) -> None:
+    """Plain PyTorch against a one-rank DeepSpeed engine per ZeRO JSON: throughput and memory, interleaved."""
+    variants = [{"kind": "zero", "engine": "plain"}] + [{"kind": "zero", "engine": str(p)} for p in ctx.ds_paths]
+    results = _interleaved(variants, lambda v: ctx.ref_config, ctx.ref_batch, ctx.s, ctx.args.repeats)
+    ctx.entries.extend(results)
+    plain = results[0]
+    ctx.summary["deepspeed_over_plain"] = {r["engine"]: _ratio(r, plain) for r in results[1:]}
+    ctx.summary["zero_memory_over_baseline_gib"] = {
+        r["engine"]: r.get("memory/peak_over_baseline_gib") for r in results
+    }
+
+
+# The comparisons by --compare name, run in this order (cheap and most wanted first, so a
+# --time-budget-s cut loses the least).
+COMPARE: dict[str, Callable[[Context], None]] = {
+    "flops": compare_flops,
+    "compile": compare_compile,
+    "sdpa": compare_sdpa,
+    "modes": compare_modes,
+    "zero": compare_zero,
+}
+COMPARISONS = tuple(COMPARE)
+
+
 # ---------------------------------------------------------------------------------- run
 
 
-def run(args: argparse.Namespace) -> int:
+def _validated(args: argparse.Namespace) -> tuple[list[str], list[int] | None, list[str], list[Path]]:
+    """(configs, batch-size override, comparisons, DeepSpeed JSONs), or ValueError before any measurement.
+
+    Also applies --threads, so the CPU matmul peak is measured with the threads the steps use.
+    """
     import torch
 
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -456,7 +614,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--configs is empty")
     for c in configs:
         resolve_config(c)  # fail on a bad name before any measurement
-    override = common.parse_int_list(args.batch_sizes, "--batch-sizes") if args.batch_sizes else None
+    override = parse_int_list(args.batch_sizes, "--batch-sizes") if args.batch_sizes else None
     compare = parse_compare(args.compare)
     # resolved now, so a bad name fails before any measurement rather than after the sweep
     ds_paths = [resolve_deepspeed_config(p.strip()) for p in args.ds_configs.split(",") if p.strip()]
@@ -470,7 +628,12 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    device = common.resolve_device(args.device)
+    return configs, override, compare, ds_paths
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, dict | None]:
+    """The run's settings (device, precision, MFU peak) and the CPU matmul measurement, if one was made."""
+    device = resolve_device(args.device)
     precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     peak, peak_source, cpu_peak = _peak(device, args.peak_tflops)
     s = Settings(
@@ -485,13 +648,20 @@ def run(args: argparse.Namespace) -> int:
         peak_source=peak_source,
         budget_s=args.time_budget_s,
     )
-    report: dict[str, Any] = {
+    return s, cpu_peak
+
+
+def _new_report(
+    args: argparse.Namespace, s: Settings, configs: list[str], compare: list[str], cpu_peak: dict | None
+) -> dict[str, Any]:
+    """The report before any measurement: machine, peak and settings first, so every saved copy has them."""
+    return {
         "benchmark": BENCHMARK,
-        "machine": common.machine_info(),
-        "device": str(device),
-        "precision": precision,
-        "peak_flops_per_s": peak,
-        "peak_source": peak_source,
+        "machine": machine_info(),
+        "device": str(s.device),
+        "precision": s.precision,
+        "peak_flops_per_s": s.peak_flops,
+        "peak_source": s.peak_source,
         "cpu_matmul_peak": cpu_peak,
         "settings": {
             "configs": configs,
@@ -506,14 +676,12 @@ def run(args: argparse.Namespace) -> int:
         "entries": [],
         "summary": {},
     }
-    print(f"peak for MFU: {peak / 1e12:.3f} TFLOP/s ({peak_source}); device {device}, {precision}", file=sys.stderr)
-    entries: list[dict[str, Any]] = report["entries"]
-    # The report is rewritten after every phase, so a run cut short (a time limit on a GPU node,
-    # a crash in a later comparison) still leaves every measurement made so far.
-    save = lambda: common.write_json(args.out, report)
 
+
+def _sweep(configs: list[str], override: list[int] | None, s: Settings, entries: list, save: Callable) -> None:
+    """Every config over its micro-batch sweep, up to the first batch that runs out of memory."""
     for config in configs:
-        for b in sweep_for(config, device.type, override):
+        for b in sweep_for(config, s.device.type, override):
             e = measure(config, b, s)
             _log(e)
             entries.append(e)
@@ -521,90 +689,60 @@ def run(args: argparse.Namespace) -> int:
             if e["status"] == "oom":
                 break  # larger batches cannot fit either
 
+
+def _context(
+    args: argparse.Namespace,
+    s: Settings,
+    configs: list[str],
+    override: list[int] | None,
+    ds_paths: list[Path],
+    report: dict,
+) -> Context:
+    """The comparisons' reference point: --reference-config/-batch, else base at its sweep's fastest batch."""
     ref_config = args.reference_config or next((c for c in configs if Path(c).stem == "base"), configs[0])
-    best = best_of_sweep(entries, ref_config)
+    best = best_of_sweep(report["entries"], ref_config)
     ref_batch = args.reference_batch or (
-        best["micro_batch_size"] if best else sweep_for(ref_config, device.type, override)[0]
+        best["micro_batch_size"] if best else sweep_for(ref_config, s.device.type, override)[0]
     )
     report["summary"]["reference"] = {"config": Path(ref_config).stem, "micro_batch_size": ref_batch}
-    cfg_of = lambda v: ref_config
+    return Context(args, s, configs, ds_paths, ref_config, ref_batch, report)
 
-    if "flops" in compare:
-        for config in configs:
-            e = flops_check(config, s)
-            entries.append(e)
-            print(
-                f"  flops   {e['config']:12s} analytic/deepspeed = {e.get('flops/analytic_over_deepspeed')}",
-                file=sys.stderr,
-            )
-        report["summary"]["flops_check"] = {
-            e["config"]: {k: e.get(k) for k in ("flops/analytic_over_deepspeed", "flops/analytic_over_torch")}
-            for e in entries
-            if e["kind"] == "flops"
-        }
-    save()
-    if "compile" in compare and not args.compile:
-        e = measure(ref_config, ref_batch, s, kind="compile", compile_model=True)
-        _log(e)
-        entries.append(e)
-        eager = next(
-            (
-                x
-                for x in entries
-                if x["kind"] == "sweep" and x["config"] == e["config"] and x["micro_batch_size"] == ref_batch
-            ),
-            None,
-        )
-        report["summary"]["compile_speedup"] = _ratio(e, eager)
-    save()
-    if "sdpa" in compare:
-        ref_model = common.load_bench_config(ref_config).model
-        head_dim = ref_model.d_model // ref_model.n_heads
-        sdpa_rows = {}
-        for backend in SDPA_BACKENDS:
-            reason = sdpa_available(backend, s, head_dim)
-            if reason is not None:
-                e = {
-                    "kind": "sdpa",
-                    "config": Path(ref_config).stem,
-                    "engine": "plain",
-                    "sdpa": backend,
-                    "micro_batch_size": ref_batch,
-                    "status": "unavailable",
-                    "reason": reason,
-                }
-            else:
-                e = measure(ref_config, ref_batch, s, kind="sdpa", sdpa=backend)
-            _log(e)
-            entries.append(e)
-            sdpa_rows[backend] = e.get("throughput/samples_per_s") if e["status"] == "ok" else e["status"]
-        report["summary"]["sdpa_samples_per_s"] = sdpa_rows
-    save()
-    if "modes" in compare:
-        report["summary"]["modes"] = _compare_modes(configs, args, s, entries)
-    save()
-    if "zero" in compare:
-        variants = [{"kind": "zero", "engine": "plain"}] + [{"kind": "zero", "engine": str(p)} for p in ds_paths]
-        results = _interleaved(variants, cfg_of, ref_batch, s, args.repeats)
-        entries.extend(results)
-        plain = results[0]
-        report["summary"]["deepspeed_over_plain"] = {r["engine"]: _ratio(r, plain) for r in results[1:]}
-        report["summary"]["zero_memory_over_baseline_gib"] = {
-            r["engine"]: r.get("memory/peak_over_baseline_gib") for r in results
-        }
 
-    if cpu_peak is not None:
-        _remeasure_cpu_peak(report)
-    ok = [e for e in entries if e["status"] == "ok" and "throughput/mfu" in e]
+def _best_mfu(report: dict[str, Any]) -> None:
+    """The summary's headline: the measurement with the highest MFU, and what it was."""
+    ok = [e for e in report["entries"] if e["status"] == "ok" and "throughput/mfu" in e]
     if ok:
         top = max(ok, key=lambda e: e["throughput/mfu"])
         report["summary"]["best_mfu"] = {
             k: top.get(k) for k in ("config", "engine", "sdpa", "compile", "micro_batch_size", "throughput/mfu")
         }
-    report["machine"]["load_average_end"] = common.load_average()
-    common.write_json(args.out, report)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Sweep every config, run the requested comparisons (:data:`COMPARE`) in order, write the report."""
+    configs, override, compare, ds_paths = _validated(args)
+    s, cpu_peak = _settings(args)
+    report = _new_report(args, s, configs, compare, cpu_peak)
+    print(
+        f"peak for MFU: {s.peak_flops / 1e12:.3f} TFLOP/s ({s.peak_source}); device {s.device}, {s.precision}",
+        file=sys.stderr,
+    )
+    # The report is rewritten after every phase, so a run cut short (a time limit on a GPU node,
+    # a crash in a later comparison) still leaves every measurement made so far.
+    save = lambda: write_json(args.out, report)
+    _sweep(configs, override, s, report["entries"], save)
+    ctx = _context(args, s, configs, override, ds_paths, report)
+    for name in compare:
+        COMPARE[name](ctx)
+        save()
+    if cpu_peak is not None:
+        _remeasure_cpu_peak(report)
+    _best_mfu(report)
+    report["machine"]["load_average_end"] = load_average()
+    write_json(args.out, report)
     print(format_markdown(report))
     print(f"\nwrote {args.out}", file=sys.stderr)
+    entries = report["entries"]
     failed = [e for e in entries if e["status"] == "error"]
     return 1 if failed and not any(e["status"] == "ok" for e in entries) else 0
 
@@ -616,7 +754,7 @@ def _remeasure_cpu_peak(report: dict[str, Any]) -> None:
     peak inflates every utilisation figure; the machine can do at least the better of the two,
     so MFU is recomputed against it (both measurements stay in the report).
     """
-    again = common.measure_matmul_peak(repeats=8, min_seconds=0.4)
+    again = measure_matmul_peak(repeats=8, min_seconds=0.4)
     first = report["cpu_matmul_peak"]
     report["cpu_matmul_peak"] = {
         **first,
@@ -629,43 +767,7 @@ def _remeasure_cpu_peak(report: dict[str, Any]) -> None:
     report["peak_source"] += ", best of before and after the run"
     for e in report["entries"]:
         if e.get("status") == "ok" and "throughput/tflops" in e:
-            e["throughput/mfu"] = common.mfu(e["throughput/tflops"] * 1e12, peak)
-
-
-def _compare_modes(configs: list[str], args: argparse.Namespace, s: Settings, entries: list[dict[str, Any]]) -> dict:
-    """Paper mode vs patched mode at one batch size, repeats interleaved.
-
-    Two questions: what does patching alone buy (a patched config against the same dimensions
-    in paper mode), and how do the shipped patched and paper presets compare (e.g. small vs base).
-    Per-sample speed also depends on the batch size, so the best batch of each sweep is compared
-    as well.
-    """
-    batch = args.modes_batch or DEFAULT_MODES_BATCH[s.device.type]
-    patched = [c for c in configs if mode_of(common.load_bench_config(c).model) == "patched"]
-    paper = [c for c in configs if c not in patched]
-    variants, names = [], []
-    for c in patched:
-        variants += [{"kind": "modes", "_config": c}, {"kind": "modes", "_config": c, "paper_mode": True}]
-    for c in paper:
-        variants.append({"kind": "modes", "_config": c})
-    for v in variants:
-        names.append(Path(v["_config"]).stem + ("-paper" if v.get("paper_mode") else ""))
-    cfg_for = {id(v): v.pop("_config") for v in variants}
-    results = _interleaved(variants, lambda v: cfg_for[id(v)], batch, s, args.repeats)
-    entries.extend(results)
-    by_name = dict(zip(names, results, strict=True))
-    out: dict[str, Any] = {
-        "micro_batch_size": batch,
-        "samples_per_s": {n: r.get("throughput/samples_per_s") for n, r in by_name.items()},
-    }
-    for c in patched:
-        name = Path(c).stem
-        out[f"{name}_over_{name}-paper"] = _ratio(by_name[name], by_name[f"{name}-paper"])
-        for q in paper:
-            qn = Path(q).stem
-            out[f"{name}_over_{qn}"] = _ratio(by_name[name], by_name[qn])
-            out[f"{name}_over_{qn}_best_batch"] = _ratio(best_of_sweep(entries, c), best_of_sweep(entries, q))
-    return out
+            e["throughput/mfu"] = mfu(e["throughput/tflops"] * 1e12, peak)
 
 
 # ------------------------------------------------------------------------------ markdown
@@ -713,7 +815,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"- warm-up {report['settings']['warmup']} steps excluded; >= {report['settings']['steps']} timed steps "
         f"and >= {report['settings']['min_seconds']} s per measurement",
         "",
-        common.markdown_table([_display_row(e) for e in report["entries"] if e["kind"] != "flops"], TABLE_COLUMNS),
+        markdown_table([_display_row(e) for e in report["entries"] if e["kind"] != "flops"], TABLE_COLUMNS),
     ]
     flops = [e for e in report["entries"] if e["kind"] == "flops"]
     if flops:
@@ -736,7 +838,7 @@ def _flops_table(flops: list[dict[str, Any]]) -> str:
             if isinstance(e.get(src), (int, float)):
                 row[dst] = e[src] / 1e9
         rows.append(row)
-    return common.markdown_table(
+    return markdown_table(
         rows,
         [
             ("config", "config", ""),

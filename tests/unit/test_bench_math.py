@@ -12,33 +12,33 @@ import shlex
 import pytest
 from conftest import benchmark_script
 
-from mosaic_hpc.bench import common, scaling, throughput
+from mosaic_hpc.bench import arith, machine, presets, report, scaling, throughput
 
 
 def test_mfu_is_achieved_over_peak():
-    assert common.mfu(396e12, 989e12) == pytest.approx(0.4004, abs=1e-4)
+    assert arith.mfu(396e12, 989e12) == pytest.approx(0.4004, abs=1e-4)
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, math.nan, math.inf])
 def test_mfu_rejects_bad_input(bad):
     with pytest.raises(ValueError):
-        common.mfu(bad, 1e12)
+        arith.mfu(bad, 1e12)
     with pytest.raises(ValueError):
-        common.mfu(1e12, bad)
+        arith.mfu(1e12, bad)
 
 
 def test_weak_efficiency():
     # 100 samples/s on one rank; 190 on two: 190 / (2 * 100).
-    assert common.weak_efficiency(100.0, 190.0, 2) == pytest.approx(0.95)
-    assert common.weak_efficiency(100.0, 100.0, 1) == pytest.approx(1.0)
+    assert arith.weak_efficiency(100.0, 190.0, 2) == pytest.approx(0.95)
+    assert arith.weak_efficiency(100.0, 100.0, 1) == pytest.approx(1.0)
     # A study starting at one 4-GPU node: 8 ranks should give twice the 4-rank throughput.
-    assert common.weak_efficiency(400.0, 760.0, 8, base_ranks=4) == pytest.approx(0.95)
+    assert arith.weak_efficiency(400.0, 760.0, 8, base_ranks=4) == pytest.approx(0.95)
 
 
 def test_strong_efficiency():
     # 1.0 s per step on one rank, 0.55 s on two: 1 / (2 * 0.55).
-    assert common.strong_efficiency(1.0, 0.55, 2) == pytest.approx(1 / 1.1)
-    assert common.strong_efficiency(2.0, 0.5, 8, base_ranks=2) == pytest.approx(1.0)
+    assert arith.strong_efficiency(1.0, 0.55, 2) == pytest.approx(1 / 1.1)
+    assert arith.strong_efficiency(2.0, 0.5, 8, base_ranks=2) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -47,29 +47,29 @@ def test_strong_efficiency():
 )
 def test_efficiencies_reject_bad_input(args):
     with pytest.raises(ValueError):
-        common.weak_efficiency(*args)
+        arith.weak_efficiency(*args)
     with pytest.raises(ValueError):
-        common.strong_efficiency(*args)
+        arith.strong_efficiency(*args)
 
 
 def test_rates():
-    r = common.rates(n_samples=100, seconds=2.0, flops_per_sample=1e12, tokens_per_sample=10)
+    r = arith.rates(n_samples=100, seconds=2.0, flops_per_sample=1e12, tokens_per_sample=10)
     assert r["throughput/samples_per_s"] == pytest.approx(50.0)
     assert r["throughput/tokens_per_s"] == pytest.approx(500.0)
     assert r["throughput/tflops"] == pytest.approx(50.0)
     with pytest.raises(ValueError):
-        common.rates(100, 0.0, 1e12, 10)
+        arith.rates(100, 0.0, 1e12, 10)
 
 
 def test_median_and_int_lists():
-    assert common.median([3.0, 1.0, 2.0]) == 2.0
-    assert common.median([4.0, 1.0, 2.0, 3.0]) == 2.5
+    assert arith.median([3.0, 1.0, 2.0]) == 2.0
+    assert arith.median([4.0, 1.0, 2.0, 3.0]) == 2.5
     with pytest.raises(ValueError):
-        common.median([])
-    assert common.parse_int_list("1, 2,4", "--ranks") == [1, 2, 4]
+        arith.median([])
+    assert arith.parse_int_list("1, 2,4", "--ranks") == [1, 2, 4]
     for bad in ("", "1,x", "0,2", "-1"):
         with pytest.raises(ValueError, match="--ranks"):
-            common.parse_int_list(bad, "--ranks")
+            arith.parse_int_list(bad, "--ranks")
 
 
 def test_per_rank_batch():
@@ -129,12 +129,12 @@ def test_parse_compare_and_mode():
     assert throughput.parse_compare("zero,sdpa") == ["sdpa", "zero"]
     with pytest.raises(ValueError, match="unknown comparison"):
         throughput.parse_compare("zero,warp")
-    assert throughput.mode_of(common.load_bench_config("small").model) == "patched"
-    assert throughput.mode_of(common.load_bench_config("base").model) == "paper"
+    assert throughput.mode_of(presets.load_bench_config("small").model) == "patched"
+    assert throughput.mode_of(presets.load_bench_config("base").model) == "paper"
 
 
 def test_markdown_table_formats_and_marks_missing():
-    table = common.markdown_table(
+    table = report.markdown_table(
         [{"a": "x", "b": 1.23456}, {"a": "y"}], [("A", "a", ""), ("B", "b", ".2f")]
     ).splitlines()
     assert table[0] == "| A | B |"
@@ -145,7 +145,7 @@ def test_markdown_table_formats_and_marks_missing():
 def test_write_json_replaces_non_finite(tmp_path):
     import json
 
-    path = common.write_json(tmp_path / "r.json", {"a": math.nan, "b": [1.0, math.inf]})
+    path = report.write_json(tmp_path / "r.json", {"a": math.nan, "b": [1.0, math.inf]})
     assert json.loads(path.read_text()) == {"a": None, "b": [1.0, None]}
 
 
@@ -194,6 +194,6 @@ def test_recorded_command_can_be_retyped(monkeypatch):
     # RESULTS.md keeps the command; an empty or spaced argument must survive copy and paste
     argv = ["benchmarks/photoz_dc2.py", "--finetune-mask", "", "--out", "runs/my dir"]
     monkeypatch.setattr("sys.argv", argv)
-    assert shlex.split(common.command_line()) == ["photoz_dc2.py", *argv[1:]]
+    assert shlex.split(machine.command_line()) == ["photoz_dc2.py", *argv[1:]]
     monkeypatch.setattr("sys.argv", ["/x/mosaic_hpc/cli.py", "bench", "throughput"])
-    assert common.command_line() == "mosaic-hpc bench throughput"
+    assert machine.command_line() == "mosaic-hpc bench throughput"

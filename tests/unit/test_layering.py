@@ -68,6 +68,14 @@ LAYERS = (
     {"bench", "commands", "train", "cli", "rail_bridge"},  # entry points and adapters
 )
 
+# Inside bench/ (one module per job): imports point strictly down these layers, so bench/ has no
+# import circle and no helper depends on a benchmark. A new bench module must be placed here.
+BENCH_LAYERS = (
+    {"arith", "devices", "machine", "presets", "report", "synthetic"},  # one job each, torch-free at import
+    {"timing"},  # the timed training step and the CPU matmul peak, on devices
+    {"dataloader", "predict", "scaling", "throughput"},  # the benchmarks behind `mosaic-hpc bench`
+)
+
 # Imported once in the parent so every forked child pays only for the package's own modules.
 _PER_MODULE_IMPORT = """
 import importlib, os, sys, traceback
@@ -143,6 +151,41 @@ def test_imports_point_down_the_layers():
             if dst is not None and dst > src:
                 upward.append(f"{module} (layer {src}) imports {target} (layer {dst})")
     assert not upward, "upward imports:\n" + "\n".join(sorted(upward))
+
+
+def _bench_layer(name: str) -> int:
+    for i, layer in enumerate(BENCH_LAYERS):
+        if name in layer:
+            return i
+    raise AssertionError(f"mosaic_hpc/bench/{name}.py is in no layer of BENCH_LAYERS: add it where it belongs")
+
+
+def _bench_imports(path: Path) -> set[str]:
+    """The bench modules ``path`` imports (``from . import x`` and ``from .x import y`` alike), lazy ones included."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mosaic_hpc.bench"):
+            rest = node.module.split(".")[2:]
+            names |= {rest[0]} if rest else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[2] for a in node.names if a.name.startswith("mosaic_hpc.bench.")}
+    return names
+
+
+def test_bench_imports_point_strictly_down_the_bench_layers():
+    found = {p.stem for p in (PKG / "bench").glob("*.py")} - {"__init__"}
+    assert found == set().union(*BENCH_LAYERS), "BENCH_LAYERS and the files of mosaic_hpc/bench/ differ"
+    wrong = []
+    for path in (PKG / "bench").glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        src = _bench_layer(path.stem)
+        for target in _bench_imports(path):
+            if _bench_layer(target) >= src:
+                wrong.append(f"bench/{path.stem} (layer {src}) imports bench/{target} (layer {_bench_layer(target)})")
+    assert not wrong, "imports within bench/ that are not strictly downward:\n" + "\n".join(sorted(wrong))
 
 
 def test_owner_files_exist():

@@ -5,12 +5,13 @@ of `predict-shards`: shard i (sorted by name) belongs to rank i % world_size; ea
 OUT/<shard>.h5 (encode's layout: /embeddings/<modality>, /pooled, /row = row of the shard file)
 and then OUT/manifest/<shard>.json, both atomically. A rerun skips the finished shards and redoes
 the rest, at any world size; a bad input shard stops the run naming the file, or with --skip-bad
-is recorded as bad and skipped. SIGUSR1 stops a rank after its current shard (exit 0; a rerun
-finishes the rest). Each rank prints a progress bar and a closing summary. See docs/lifecycle.md.
+is recorded as bad and skipped. SIGUSR1 stops a rank after its current shard (exit 0: the
+launchers requeue). Each rank prints a progress bar and a closing summary. See docs/lifecycle.md.
 
 Examples:
   mpiexec -n 8 mosaic-hpc encode-shards --model models/mosaic-small --input catalogs/big-shards/test \\
       --given lsst --out emb/
+  MOSAIC_TASK=encode sbatch launchers/perlmutter.sh --model models/mosaic-small --input ... --given lsst --out emb/
 """
 
 from __future__ import annotations

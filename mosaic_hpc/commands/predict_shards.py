@@ -6,13 +6,14 @@ OUT/<shard>.h5 (the layout of `mosaic-hpc predict`'s .h5 output) and then OUT/ma
 both atomically. A rerun after a crash or requeue skips the shards whose record and output agree
 and redoes the rest, at any world size. A bad input shard stops the run naming the file; with
 --skip-bad it is recorded as bad in the manifest and the run goes on. SIGUSR1 stops a rank after
-its current shard (exit 0; a rerun finishes the rest). Each rank prints a progress bar and a closing
+its current shard (exit 0: the launchers requeue). Each rank prints a progress bar and a closing
 summary (galaxies, galaxies/s, bad shards). See docs/lifecycle.md.
 
 Examples:
   mosaic-hpc shard-catalog --input catalogs/big --out catalogs/big-shards --n-shards 64
   mpiexec -n 8 mosaic-hpc predict-shards --run models/mosaic-small --input catalogs/big-shards/test \\
       --given lsst --out preds/
+  MOSAIC_TASK=predict sbatch launchers/perlmutter.sh --run models/mosaic-small --input ... --given lsst --out preds/
 """
 
 from __future__ import annotations

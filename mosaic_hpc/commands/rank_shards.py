@@ -73,10 +73,11 @@ def run_rank(args: argparse.Namespace, source: Path, desc: str, work: ShardWork)
     require_at_least({"--batch-size": (args.batch_size, 1)})
     env = read_dist_env()
     mine = shards_of_rank(input_shards(args.input), env.rank, env.world_size)
-    predictor = load_run(source, device=rank_device(env.local_rank))
-    label = f"{desc} rank {env.rank}"
-    bar = tqdm(total=len(mine), unit="shard", desc=label, position=env.rank, disable=args.no_progress)
-    with bar, stop_on_sigusr1() as should_stop:
-        summary = work(predictor, mine, bar.update, should_stop)
+    # From before the model loads: a walltime signal then still ends the rank with exit 0.
+    with stop_on_sigusr1() as should_stop:
+        predictor = load_run(source, device=rank_device(env.local_rank))
+        label = f"{desc} rank {env.rank}"
+        with tqdm(total=len(mine), unit="shard", desc=label, position=env.rank, disable=args.no_progress) as bar:
+            summary = work(predictor, mine, bar.update, should_stop)
     print(summary.line(env.rank), flush=True)
     return 0

@@ -35,6 +35,8 @@ from ..evaluation.embedding import modality_embeddings
 from ..evaluation.predictor import Predictor
 from .sharded import ShardSummary, run_shards
 
+TMP_PREFIX = ".tmp-"  # encode_catalog writes OUT's directory/.tmp-<name>-<pid>, then renames it
+
 
 def require_model_schema(predictor: Predictor, catalog: Catalog) -> None:
     """The model encodes only catalogs of its own modalities and lengths."""
@@ -65,7 +67,7 @@ def encode_catalog(
     n, d = catalog.n_rows, predictor.config.model.d_model
     names = predictor.schema.names
     out_path = Path(out_path)
-    tmp = out_path.with_name(f".tmp-{out_path.name}-{os.getpid()}")
+    tmp = out_path.with_name(f"{TMP_PREFIX}{out_path.name}-{os.getpid()}")
     try:
         with h5py.File(tmp, "w") as f:
             emb = {name: f.create_dataset(f"embeddings/{name}", (n, d), np.float32) for name in names}
@@ -111,6 +113,9 @@ def encode_shards(
         return catalog
 
     def write(shard: Path, catalog: Catalog, out: Path) -> int:
+        # A killed earlier run (SIGKILL, SIGTERM) left its temporary behind; only this rank redoes this shard.
+        for stale in out.parent.glob(f"{TMP_PREFIX}{out.name}-*"):
+            stale.unlink(missing_ok=True)
         try:
             file_attrs = {**(attrs or {}), "input": str(shard)}
             encode_catalog(predictor, catalog, configuration, out, chunk_rows, batch_size, attrs=file_attrs)

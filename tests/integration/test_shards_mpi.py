@@ -99,4 +99,5 @@ def test_kill_9_at_a_random_point_then_rerun_gives_identical_outputs(
         finished = sorted(r["shard"] for r in records if r["status"] == "ok")
         assert finished == sorted(p.name for p in toy_shards.glob("*.h5"))
         assert sum(r["rows"] for r in records) == 512  # every row once
+        assert not [p.name for p in out.iterdir() if "tmp" in p.name]  # no temporary of a killed run is left
     assert killed >= 1, "no run was killed before it finished: the test checked nothing"

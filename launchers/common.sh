@@ -8,6 +8,10 @@
 #   mosaic_prepare_run           nodes, MASTER_ADDR/PORT, run directory, hostfile, resume
 #   mosaic_launch CMD...         run (or, with DRY_RUN=1, print) the launch; requeue logic
 #
+# MOSAIC_TASK chooses what every rank runs: train (default: python -m mosaic_hpc.train), predict
+# or encode (python -m mosaic_hpc.cli predict-shards / encode-shards, restartable per shard: see
+# docs/lifecycle.md). The script's arguments, after MOSAIC_EXTRA_ARGS, go to that command.
+#
 # Requeue protocol (documented in docs/hpc.md, "Walltime, requeue and resume"):
 #   1. The scheduler (SLURM --signal=B:USR1@SECS) or our own watchdog (PBS, local; from
 #      MOSAIC_WALLTIME) sends SIGUSR1 to this shell MOSAIC_SIGNAL_SECS before the walltime.
@@ -116,6 +120,11 @@ mosaic_init() {
         MOSAIC_JOB_ID="local-$(date -u +%Y%m%d-%H%M%S)-$$"
     fi
 
+    : "${MOSAIC_TASK:=train}"                 # train | predict | encode: what every rank runs
+    case "$MOSAIC_TASK" in
+        train | predict | encode) ;;
+        *) mosaic_die "MOSAIC_TASK=$MOSAIC_TASK must be train, predict or encode" ;;
+    esac
     : "${MOSAIC_DEVICE:=gpu}"                 # gpu | cpu (cpu: no GPU request, no binding)
     case "$MOSAIC_DEVICE" in
         gpu | cpu) ;;
@@ -137,7 +146,11 @@ mosaic_init() {
     : "${MOSAIC_CONTAINER:=}"
     MOSAIC_RUN_DIR_GIVEN="${MOSAIC_RUN_DIR:-}${MOSAIC_RUN_NAME:-}${MOSAIC_RUNS_ROOT:-}"
     : "${MOSAIC_RUNS_ROOT:=$MOSAIC_ROOT/runs}"
-    : "${MOSAIC_RUN_NAME:=$(basename "${MOSAIC_CONFIG%.*}")-${MOSAIC_JOB_ID%%.*}}"
+    if [[ "$MOSAIC_TASK" == train ]]; then
+        : "${MOSAIC_RUN_NAME:=$(basename "${MOSAIC_CONFIG%.*}")-${MOSAIC_JOB_ID%%.*}}"
+    else
+        : "${MOSAIC_RUN_NAME:=$MOSAIC_TASK-${MOSAIC_JOB_ID%%.*}}"
+    fi
     : "${MOSAIC_RUN_DIR:=$MOSAIC_RUNS_ROOT/$MOSAIC_RUN_NAME}"
     : "${MOSAIC_SIGNAL_SECS:=300}"            # checkpoint this long before the walltime
     : "${MOSAIC_WALLTIME:=}"
@@ -167,7 +180,7 @@ mosaic_init() {
         MOSAIC_RESUME="$(mosaic_resolve_path "$MOSAIC_RESUME")"
     fi
 
-    # Arguments after the script name go to the trainer, after MOSAIC_EXTRA_ARGS.
+    # Arguments after the script name go to the trainer (or MOSAIC_TASK's command), after MOSAIC_EXTRA_ARGS.
     MOSAIC_TRAIN_ARGS=()
     if [[ -n "$MOSAIC_EXTRA_ARGS" ]]; then
         local -a extra
@@ -357,20 +370,25 @@ mosaic_prepare_run() {
         for host in "${MOSAIC_HOST_LIST[@]}"; do
             for (( i = 0; i < MOSAIC_PPN; i++ )); do printf '%s\n' "$host"; done
         done >"$MOSAIC_RUN_DIR/hostfile.mpi"
+    fi
+    # Training's inputs; predict and encode name theirs in their own arguments (checked there).
+    if [[ "$MOSAIC_TASK" == train ]] && ! mosaic_is_dry_run; then
         [[ -f "$MOSAIC_CONFIG" ]] || mosaic_die "config $MOSAIC_CONFIG not found (set MOSAIC_CONFIG)"
         [[ -e "$MOSAIC_DATA" ]] || mosaic_die "data $MOSAIC_DATA not found (set MOSAIC_DATA)"
         if [[ -n "$MOSAIC_DS_CONFIG" && ! -f "$MOSAIC_DS_CONFIG" ]]; then
             mosaic_die "DeepSpeed config $MOSAIC_DS_CONFIG not found (MOSAIC_DS_CONFIG=none for plain PyTorch)"
         fi
     fi
-    if [[ "$MOSAIC_RESUME" == auto && -f "$MOSAIC_RUN_DIR/checkpoints/latest" ]]; then
+    if [[ "$MOSAIC_TASK" == train && "$MOSAIC_RESUME" == auto && -f "$MOSAIC_RUN_DIR/checkpoints/latest" ]]; then
         mosaic_log "resuming from checkpoint $(<"$MOSAIC_RUN_DIR/checkpoints/latest") in $MOSAIC_RUN_DIR"
     fi
-    mosaic_log "site=$MOSAIC_SITE job=$MOSAIC_JOB_ID nodes=$MOSAIC_NNODES ranks=$MOSAIC_NRANKS" \
+    mosaic_log "task=$MOSAIC_TASK site=$MOSAIC_SITE job=$MOSAIC_JOB_ID nodes=$MOSAIC_NNODES ranks=$MOSAIC_NRANKS" \
         "(${MOSAIC_PPN}/node, $MOSAIC_DEVICE) master=$MASTER_ADDR:$MASTER_PORT run_dir=$MOSAIC_RUN_DIR"
 }
 
-# The per-rank command: [wrapper] [container] python -m mosaic_hpc.train ARGS.
+# The per-rank command: [wrapper] [container] python -m mosaic_hpc.train ARGS, or for
+# MOSAIC_TASK=predict|encode [wrapper] [container] python -m mosaic_hpc.cli predict-shards|encode-shards
+# ARGS (MOSAIC_TRAIN_ARGS: MOSAIC_EXTRA_ARGS, then the script's arguments).
 mosaic_trainer_cmd() {
     MOSAIC_TRAINER_CMD=()
     if [[ -n "$MOSAIC_TASK_WRAPPER" ]]; then
@@ -381,6 +399,10 @@ mosaic_trainer_cmd() {
     MOSAIC_TRAINER_CMD+=("${MOSAIC_CONTAINER_CMD[@]}")
     local -a python
     read -r -a python <<<"$MOSAIC_PYTHON"
+    if [[ "$MOSAIC_TASK" != train ]]; then
+        MOSAIC_TRAINER_CMD+=("${python[@]}" -m mosaic_hpc.cli "$MOSAIC_TASK-shards" "${MOSAIC_TRAIN_ARGS[@]}")
+        return 0
+    fi
     MOSAIC_TRAINER_CMD+=("${python[@]}" -m mosaic_hpc.train
         --config "$MOSAIC_CONFIG" --data "$MOSAIC_DATA" --out "$MOSAIC_RUN_DIR"
         --resume "$MOSAIC_RESUME")
@@ -395,8 +417,8 @@ mosaic_trainer_cmd() {
 
 # Print the environment a dry run would launch with, then the command (a runnable script).
 mosaic_print_dry_run() {
-    printf '# mosaic dry run: site=%s scheduler=%s job=%s nodes=%s ranks=%s ppn=%s device=%s\n' \
-        "$MOSAIC_SITE" "$MOSAIC_SCHEDULER" "$MOSAIC_JOB_ID" "$MOSAIC_NNODES" "$MOSAIC_NRANKS" \
+    printf '# mosaic dry run: task=%s site=%s scheduler=%s job=%s nodes=%s ranks=%s ppn=%s device=%s\n' \
+        "$MOSAIC_TASK" "$MOSAIC_SITE" "$MOSAIC_SCHEDULER" "$MOSAIC_JOB_ID" "$MOSAIC_NNODES" "$MOSAIC_NRANKS" \
         "$MOSAIC_PPN" "$MOSAIC_DEVICE"
     local var
     for var in MASTER_ADDR MASTER_PORT MOSAIC_RUN_DIR HDF5_USE_FILE_LOCKING OMP_NUM_THREADS \
@@ -481,7 +503,11 @@ mosaic_launch() {
         mosaic_quote "$@"
     } >>"$MOSAIC_RUN_DIR/logs/launch.txt"
     rm -f "$MOSAIC_RUN_DIR/REQUEUE"
-    cd "$MOSAIC_ROOT" || mosaic_die "cannot cd to $MOSAIC_ROOT"
+    # The trainer runs from the checkout; predict and encode from where the user submitted, so
+    # relative paths in their arguments mean what they mean there (PYTHONPATH finds the package).
+    local workdir="$MOSAIC_ROOT"
+    [[ "$MOSAIC_TASK" == train ]] || workdir="$MOSAIC_SUBMIT_DIR"
+    cd "$workdir" || mosaic_die "cannot cd to $workdir"
 
     trap '_mosaic_forward_signal USR1' USR1
     trap '_mosaic_forward_signal TERM' TERM
@@ -554,7 +580,7 @@ mosaic_requeue() {
 # ------------------------------------------------------------------------- submission
 
 # Variables forwarded to a job submitted by mosaic_submit (PBS needs them listed with -v).
-MOSAIC_FORWARD_VARS=(MOSAIC_ROOT MOSAIC_DEVICE MOSAIC_GPUS_PER_NODE MOSAIC_CONFIG MOSAIC_DATA
+MOSAIC_FORWARD_VARS=(MOSAIC_ROOT MOSAIC_TASK MOSAIC_DEVICE MOSAIC_GPUS_PER_NODE MOSAIC_CONFIG MOSAIC_DATA
     MOSAIC_DS_CONFIG MOSAIC_RESUME MOSAIC_MAX_STEPS MOSAIC_EXTRA_ARGS MOSAIC_PYTHON
     MOSAIC_MODULES MOSAIC_CONDA_ENV MOSAIC_VENV MOSAIC_SETUP MOSAIC_CONTAINER MOSAIC_RUN_DIR
     MOSAIC_SIGNAL_SECS MOSAIC_WALLTIME MOSAIC_MAX_REQUEUES MOSAIC_REQUEUE_COUNT MOSAIC_REQUEUE_CMD

@@ -4,6 +4,8 @@
 #   launchers/local.sh -n 2 [TRAINER ARGS...]         # 2 ranks (GPUs if present, else CPU)
 #   MOSAIC_DEVICE=cpu MOSAIC_DS_CONFIG=none launchers/local.sh -n 2 --max-steps 20
 #   DRY_RUN=1 launchers/local.sh -n 4                  # print the commands, do not run
+#   MOSAIC_TASK=predict launchers/local.sh -n 2 --run models/m --input shards/ --given lsst --out preds/
+#                                                      # predict-shards (or encode) on 2 ranks
 #
 # Each rank gets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT (the torchrun
 # convention the trainer reads). If one rank fails the others are stopped. SIGUSR1/SIGTERM are

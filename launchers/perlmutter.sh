@@ -6,6 +6,8 @@
 #   MOSAIC_ACCOUNT=mXXXX MOSAIC_NODES=8 launchers/perlmutter.sh      # from a login node: builds
 #                                                                    # and runs the sbatch line
 #   DRY_RUN=1 ...                                                    # print, do not run
+#   MOSAIC_TASK=predict sbatch launchers/perlmutter.sh --run models/m --input shards/ --given lsst --out preds/
+#                                        # predict-shards (MOSAIC_TASK=encode: encode-shards) on every rank
 #
 # Options given to sbatch override the #SBATCH lines below; MOSAIC_* variables (docs/hpc.md,
 # exported to the job by sbatch) set everything else. On a CPU-only cluster (tests):

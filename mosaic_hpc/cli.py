@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mosaic_hpc.commands.predict_shards",
         "multi-rank, restartable predict over a directory of shards",
     ),
+    "encode-shards": (
+        "mosaic_hpc.commands.encode_shards",
+        "multi-rank, restartable encode over a directory of shards",
+    ),
     "bench": ("mosaic_hpc.commands.bench", "throughput, data loader and scaling benchmarks"),
     "embed": ("mosaic_hpc.commands.embed", "UMAP of the hidden states per input configuration (paper Fig. 3)"),
     "quickstart": ("mosaic_hpc.commands.quickstart", "mock catalog, train, evaluate, embed and report in one go"),

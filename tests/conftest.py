@@ -73,3 +73,11 @@ def tiny_run_dir(tmp_path_factory, toy_catalog_dir) -> Path:
     cfg = load_config(REPO / "configs" / "tiny.yaml")
     run_training(cfg, toy_catalog_dir, run_dir, resume="none")
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def toy_shards(toy_catalog_dir, tmp_path_factory) -> Path:
+    """The toy catalog's test split (512 rows) as 8 shard files: the input of the sharded commands' tests."""
+    from shard_predictions import shard_toy_split
+
+    return shard_toy_split(toy_catalog_dir, tmp_path_factory.mktemp("shards") / "cat")

@@ -6,8 +6,16 @@ arrays unwritten), so every size and count is checked before any work, by its fl
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+
+def add_model_source(p: argparse.ArgumentParser) -> None:
+    """``--run`` or ``--model``, exactly one: where the weights come from (``encode``, ``encode-shards``)."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", type=Path, help="run directory or checkpoint directory")
+    src.add_argument("--model", type=Path, help="model directory written by `mosaic-hpc export`")
 
 
 def require_at_least(checks: Mapping[str, tuple[int | None, int]]) -> None:

@@ -9,6 +9,8 @@ datasets; the file is written beside --out and renamed into place. See docs/life
 Examples:
   mosaic-hpc encode --model models/mosaic-small --data catalogs/mine --given lsst --out emb.h5
   mosaic-hpc encode --run runs/quickstart --data runs/quickstart/catalog --split test --given lsst,sed --out emb.h5
+
+For a directory of shards on many ranks, see `mosaic-hpc encode-shards`.
 """
 
 from __future__ import annotations
@@ -16,13 +18,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .arguments import refuse_to_replace, require_at_least
+from .arguments import add_model_source, refuse_to_replace, require_at_least
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run", type=Path, help="run directory or checkpoint directory")
-    src.add_argument("--model", type=Path, help="model directory written by `mosaic-hpc export`")
+    add_model_source(p)
     p.add_argument("--data", required=True, type=Path, help="catalog directory or file")
     p.add_argument("--split", default="test", help="split to encode (default: test)")
     p.add_argument("--given", required=True, metavar="SPEC", help='values the model sees, e.g. "lsst" or "lsst,sfh"')

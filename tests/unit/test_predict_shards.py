@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from shard_predictions import assert_same_predictions, read_predictions, shard_toy_split
+from shard_predictions import (
+    assert_bad_shard_stops_or_is_skipped,
+    assert_same_predictions,
+    assert_two_ranks_equal_one,
+    read_predictions,
+)
 
 from mosaic_hpc.cli import main
 from mosaic_hpc.lifecycle.sharded import output_path, record_path, shards_of_rank
 
 
 @pytest.fixture(scope="module")
-def shards(toy_catalog_dir, tmp_path_factory):
-    return shard_toy_split(toy_catalog_dir, tmp_path_factory.mktemp("shards") / "cat")
+def shards(toy_shards):
+    return toy_shards
 
 
 def _predict(run, shards, out, extra=()):
@@ -35,16 +38,9 @@ def test_shard_i_goes_to_rank_i_mod_world():
 
 
 def test_two_ranks_by_environment_equal_one_rank(tiny_run_dir, shards, reference, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    for rank in ("0", "1"):
-        monkeypatch.setenv("RANK", rank)
-        assert _predict(tiny_run_dir, shards, tmp_path) == 0
-    summary = capsys.readouterr().out
-    assert "rank 0: 4 shards predicted" in summary and "rank 1: 4 shards predicted" in summary
-    assert len(reference) == 8
-    assert_same_predictions(read_predictions(tmp_path), reference)
-    records = [json.loads(p.read_text()) for p in (tmp_path / "manifest").glob("*.json")]
-    assert len(records) == 8 and all(r["status"] == "ok" for r in records)
+    assert_two_ranks_equal_one(
+        monkeypatch, capsys, lambda: _predict(tiny_run_dir, shards, tmp_path), tmp_path, reference, "predicted"
+    )
 
 
 def test_rerun_skips_finished_and_redoes_damaged_or_unrecorded(tiny_run_dir, shards, reference, tmp_path, capsys):
@@ -60,18 +56,6 @@ def test_rerun_skips_finished_and_redoes_damaged_or_unrecorded(tiny_run_dir, sha
 
 
 def test_bad_shard_stops_naming_the_file_or_is_skipped_and_recorded(tiny_run_dir, shards, tmp_path, capsys):
-    import shutil
-
-    data = tmp_path / "in"
-    shutil.copytree(shards, data)
-    bad = sorted(data.glob("*.h5"))[3]
-    bad.write_bytes(b"not hdf5")
-    out = tmp_path / "out"
-    assert _predict(tiny_run_dir, data, out) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and bad.name in err and "--skip-bad" in err
-    assert _predict(tiny_run_dir, data, out, extra=("--skip-bad",)) == 0
-    assert "1 bad: " + bad.name in capsys.readouterr().out
-    record = json.loads(record_path(out, bad).read_text())
-    assert record["status"] == "bad" and record["error"]
-    assert len(read_predictions(out)) == 7
+    assert_bad_shard_stops_or_is_skipped(
+        lambda data, out, extra: _predict(tiny_run_dir, data, out, extra), shards, tmp_path, capsys
+    )

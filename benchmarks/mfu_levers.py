@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 
 from mosaic_hpc.bench.arith import parse_int_list
-from mosaic_hpc.bench.devices import release_memory, resolve_device, synchronize
+from mosaic_hpc.bench.devices import release_memory, synchronize
 from mosaic_hpc.bench.machine import machine_info
 from mosaic_hpc.bench.presets import load_bench_config
 from mosaic_hpc.bench.report import write_json
 from mosaic_hpc.bench.synthetic import cycle, synthetic_batches, synthetic_schema
 from mosaic_hpc.bench.throughput import Settings, _log, _peak, measure
+from mosaic_hpc.devices import choose_device
 
 KERNEL_CLASSES = (
     ("attention", ("flash", "fmha", "attention", "sdpa", "cudnn")),
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/bench/mfu_levers.json"))
     args = p.parse_args(argv)
 
-    device = resolve_device(args.device)
+    device = choose_device(args.device)
     precision = "bf16" if device.type == "cuda" else "fp32"
     peak, source, _ = _peak(device, 0.0)
     s = Settings(device, precision, args.steps, args.min_seconds, 3, False, None, peak, source, 0.0)

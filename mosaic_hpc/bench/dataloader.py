@@ -209,11 +209,12 @@ def _time_train_step(args: argparse.Namespace, catalog_path: Path) -> dict[str, 
     from ..data.catalog import Catalog
     from ..data.masker import HierarchicalMasker
     from ..data.reader import ShardedReader
+    from ..devices import choose_device
     from ..model import build_model
     from ..training.engine import PlainEngine
     from .timing import time_steps
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = choose_device(args.device)
     gpu = device.type == "cuda"
     cfg = load_config(args.config, None if gpu else {"train.precision": "fp32"})
     micro_batch = args.train_batch or (cfg.data.micro_batch_size if gpu else 2)

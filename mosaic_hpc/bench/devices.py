@@ -1,4 +1,7 @@
-"""The device a benchmark runs on: choosing it, waiting for it, and its memory per measurement.
+"""The device a benchmark runs on: waiting for it, and its memory per measurement.
+
+Choosing the device is :func:`mosaic_hpc.devices.choose_device`, the rule training and
+prediction use too.
 
 CUDA kernels run asynchronously and the allocator keeps a peak across measurements, so every
 timed region needs a synchronisation and every measurement its own peak-memory window; on CPU the
@@ -12,21 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 GIB = 2**30
-
-
-def resolve_device(name: str):
-    """'auto' | 'cpu' | 'cuda' -> torch.device; ValueError when CUDA is asked for but absent."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is available on this machine")
-        return torch.device("cuda", torch.cuda.current_device())
-    if name == "cpu":
-        return torch.device("cpu")
-    raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
 
 
 def synchronize(device) -> None:

@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import resolve_config, resolve_deepspeed_config
+from ..devices import choose_device
 from .arith import median, mfu, parse_int_list, rates
-from .devices import current_memory_gib, is_oom, release_memory, reset_peak_memory, resolve_device
+from .devices import current_memory_gib, is_oom, release_memory, reset_peak_memory
 from .machine import load_average, machine_info
 from .presets import load_bench_config
 from .report import markdown_table, write_json
@@ -633,7 +634,7 @@ def _validated(args: argparse.Namespace) -> tuple[list[str], list[int] | None, l
 
 def _settings(args: argparse.Namespace) -> tuple[Settings, dict | None]:
     """The run's settings (device, precision, MFU peak) and the CPU matmul measurement, if one was made."""
-    device = resolve_device(args.device)
+    device = choose_device(args.device)
     precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     peak, peak_source, cpu_peak = _peak(device, args.peak_tflops)
     s = Settings(

@@ -143,10 +143,10 @@ def choose_engine(engine: str) -> str:
     """``auto``: DeepSpeed with a CUDA device and DeepSpeed installed, else the plain engine."""
     if engine != "auto":
         return engine
-    import torch
+    from ..devices import choose_device
 
     has_ds = importlib.util.find_spec("deepspeed") is not None
-    return "deepspeed" if has_ds and torch.cuda.is_available() else "plain"
+    return "deepspeed" if has_ds and choose_device().type == "cuda" else "plain"
 
 
 class ProgressSink:

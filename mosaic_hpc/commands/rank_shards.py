@@ -5,8 +5,9 @@ launchers (``MOSAIC_TASK=predict|encode``). This module holds the rank-side fram
 differ only in the task they hand to :func:`..lifecycle.sharded.run_shards`:
 
 - rank and world size come from the launcher's environment (:func:`..dist_env.read_dist_env`);
-- on GPUs, rank r of a node takes ``cuda:(LOCAL_RANK % visible GPUs)``: Perlmutter's srun shows
-  every rank the node's four GPUs, and without this all four ranks would share ``cuda:0``;
+- on GPUs, rank r of a node takes ``cuda:(LOCAL_RANK % visible GPUs)``
+  (:func:`..devices.choose_device`): Perlmutter's srun shows every rank the node's four GPUs,
+  and without this all four ranks would share ``cuda:0``;
 - SIGUSR1 (what the launchers forward before the walltime) stops the rank after the shard in
   hand, so it exits 0 and a requeued job finishes the rest; SIGTERM keeps its default (stop now:
   the shard in hand is redone on the next run);
@@ -44,11 +45,10 @@ def add_shard_arguments(p: argparse.ArgumentParser) -> None:
 
 def rank_device(local_rank: int) -> str | None:
     """``cuda:<local_rank mod visible GPUs>``, or None (the predictor's default: CPU) without CUDA."""
-    import torch
+    from ..devices import choose_device
 
-    if not torch.cuda.is_available():
-        return None
-    return f"cuda:{local_rank % torch.cuda.device_count()}"
+    device = choose_device(local_rank=local_rank)
+    return None if device.type == "cpu" else str(device)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from ..data.batch import Batch, make_batch
 from ..data.configurations import InputConfiguration, parse_configuration
 from ..data.normalization import NormStats
 from ..data.validation import check_inputs
+from ..devices import choose_device
 from ..model import ModelOutput, MosaicModel, build_model
 from ..schema import CatalogSchema
 from ..training.checkpoint import resolve_checkpoint, verify_for_inference
@@ -106,7 +107,7 @@ class Predictor:
         device: torch.device | str | None = None,
         checkpoint: Path | None = None,
     ) -> None:
-        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = choose_device(device)
         self.model = model.to(self.device).eval()
         self.config, self.schema, self.stats = config, schema, stats
         self.checkpoint = checkpoint

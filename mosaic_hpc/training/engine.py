@@ -16,6 +16,7 @@ import torch
 
 from ..config import RunConfig
 from ..data.batch import Batch
+from ..devices import choose_device
 from ..model import ModelOutput, MosaicModel
 from .safe_load import CheckpointError, safe_torch_load
 from .schedule import lr_factor
@@ -111,7 +112,7 @@ def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source
 
 
 def pick_device() -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    return choose_device()  # the current device the distributed init set, or this rank's GPU, else the CPU
 
 
 class PlainEngine:

@@ -60,7 +60,7 @@ def test_optional_dependency_has_one_owner_and_is_lazy(dep):
 # The package root (``mosaic_hpc/__init__.py``: the version and the lazy ``load_run`` facade) is
 # outside the layers: any module may read ``__version__`` from it.
 LAYERS = (
-    {"schema", "config", "cpu_load", "dist_env", "provenance"},  # catalog schema and run config
+    {"schema", "config", "cpu_load", "dist_env", "provenance", "devices"},  # catalog schema, run config, device
     {"data"},  # catalogs, readers, masking, normalisation
     {"model", "loss"},
     {"training"},

@@ -7,6 +7,7 @@ model, masker, loss and evaluation all take their lengths from here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -161,3 +162,57 @@ def order_modalities(names: list[str]) -> list[str]:
     """Paper order for known names, then the rest alphabetically (stable across files)."""
     known = [n for n in PREFERRED_ORDER if n in names]
     return known + sorted(n for n in names if n not in PREFERRED_ORDER)
+
+
+# The paper's modality layout (Sec. 2, Fig. 1 order) with the units the mock catalog writes
+# (mosaic_hpc.data.mock): name -> (kind, values per galaxy, unit, axis quantity, axis unit).
+PAPER_LAYOUT: dict[str, tuple[ModalityKind, int, str, str, str]] = {
+    "scalars": ("scalars", 3, "", "", ""),
+    "lsst": ("vector", 6, "AB mag", "wavelength", "Angstrom"),
+    "spherex": ("vector", 102, "AB mag", "wavelength", "Angstrom"),
+    "sfh": ("vector", 117, "log10 Msun/yr", "cosmic_time", "Gyr"),
+    "sed": ("vector", 921, "log10 Jy", "wavelength", "Angstrom"),
+}
+PAPER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "scalars": ("redshift", "log10_halo_mass", "log10_stellar_mass"),
+    "lsst": ("u", "g", "r", "i", "z", "y"),
+}
+
+
+def _approximate_paper_axes() -> dict[str, tuple[float, ...]]:
+    """LSST effective wavelengths, SPHEREx and SED log-spaced, SFH bins linear in cosmic time."""
+    return {
+        "lsst": (3671.0, 4827.0, 6223.0, 7546.0, 8691.0, 9712.0),
+        "spherex": tuple(np.geomspace(7500.0, 50000.0, 102)),
+        "sfh": tuple(np.linspace(0.1, 13.8, 117)),
+        "sed": tuple(np.geomspace(1000.0, 50000.0, 921)),
+    }
+
+
+def paper_schema(
+    axes: Mapping[str, Sequence[float]] | None = None, columns: Mapping[str, Sequence[str]] | None = None
+) -> CatalogSchema:
+    """The schema of :data:`PAPER_LAYOUT`: the mock catalog's, or the paper's sizes for benchmarks and tests.
+
+    Args:
+        axes: a vector modality's coordinates (their count is its length), e.g. the mock's filter
+            wavelengths; the default is approximate axes of the paper's lengths.
+        columns: column names per modality, over :data:`PAPER_COLUMNS`.
+    """
+    axes = {**_approximate_paper_axes(), **(axes or {})}
+    columns = {**PAPER_COLUMNS, **(columns or {})}
+    return CatalogSchema(
+        tuple(
+            ModalitySpec(
+                name,
+                kind,
+                len(axes[name]) if name in axes else length,
+                unit,
+                tuple(columns.get(name, ())),
+                tuple(axes.get(name, ())),
+                quantity,
+                axis_unit,
+            )
+            for name, (kind, length, unit, quantity, axis_unit) in PAPER_LAYOUT.items()
+        )
+    )

@@ -18,55 +18,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..schema import CatalogSchema
 
-# Paper lengths (Sec. 2): 3 scalars, 6 LSST bands, 102 SPHEREx channels, 117 SFH bins, 921 SED bins.
-PAPER_LENGTHS = {"scalars": 3, "lsst": 6, "spherex": 102, "sfh": 117, "sed": 921}
-
-
-def paper_schema() -> CatalogSchema:
-    """The default schema with the paper's lengths (axes and units as in docs/catalog_format.md)."""
-    import numpy as np
-
-    from ..schema import CatalogSchema, ModalitySpec
-
-    return CatalogSchema(
-        (
-            ModalitySpec("scalars", "scalars", 3, "mixed", ("redshift", "log10_halo_mass", "log10_stellar_mass")),
-            ModalitySpec(
-                "lsst",
-                "vector",
-                6,
-                "AB mag",
-                tuple("ugrizy"),
-                (3671.0, 4827.0, 6223.0, 7546.0, 8691.0, 9712.0),
-                "wavelength",
-                "Angstrom",
-            ),
-            ModalitySpec(
-                "spherex",
-                "vector",
-                102,
-                "AB mag",
-                (),
-                tuple(np.geomspace(7500.0, 50000.0, 102)),
-                "wavelength",
-                "Angstrom",
-            ),
-            ModalitySpec(
-                "sfh", "vector", 117, "log10 Msun/yr", (), tuple(np.linspace(0.1, 13.8, 117)), "cosmic_time", "Gyr"
-            ),
-            ModalitySpec(
-                "sed",
-                "vector",
-                921,
-                "log10 Jy",
-                (),
-                tuple(np.geomspace(1000.0, 50000.0, 921)),
-                "wavelength",
-                "Angstrom",
-            ),
-        )
-    )
-
 
 def paper_like_rows(n: int, rng, schema) -> dict[str, Any]:
     """Smooth functions of (z, halo mass, stellar mass) plus noise, NaN SFH after the galaxy's time.
@@ -106,7 +57,7 @@ def make_catalog(path: Path, n_rows: int, seed: int = 0, chunk_rows: int = 1024)
         with h5py.File(path, "r", locking=False) as f:
             if int(f.attrs.get("n_rows", -1)) == n_rows and f.attrs.get("source") == "bench-dataloader":
                 return path
-    schema = paper_schema()
+    schema = synthetic_schema()
     rng = np.random.default_rng(seed)
     step = 10_000
     with CatalogWriter(path, schema, {"source": "bench-dataloader", "seed": seed}, chunk_rows=chunk_rows) as w:
@@ -118,6 +69,8 @@ def make_catalog(path: Path, n_rows: int, seed: int = 0, chunk_rows: int = 1024)
 
 def synthetic_schema() -> CatalogSchema:
     """The paper's catalog layout (3/6/102/117/921 values), used when no catalog is given."""
+    from ..schema import paper_schema
+
     return paper_schema()
 
 

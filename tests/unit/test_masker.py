@@ -9,21 +9,9 @@ from toy_catalog import toy_schema
 from mosaic_hpc.config import MaskConfig
 from mosaic_hpc.data import keyed_random
 from mosaic_hpc.data.masker import HierarchicalMasker
-from mosaic_hpc.schema import CatalogSchema, ModalitySpec
+from mosaic_hpc.schema import CatalogSchema, ModalitySpec, paper_schema
 
 N = 10_000
-
-
-def paper_schema() -> CatalogSchema:
-    return CatalogSchema(
-        (
-            ModalitySpec("scalars", "scalars", 3),
-            ModalitySpec("lsst", "vector", 6),
-            ModalitySpec("spherex", "vector", 102),
-            ModalitySpec("sfh", "vector", 117),
-            ModalitySpec("sed", "vector", 921),
-        )
-    )
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ...schema import CatalogSchema, ModalitySpec
+from ...schema import CatalogSchema, paper_schema
 from .cache import cached_arrays
 from .config import GENERATOR_VERSION, MockConfig
 from .halos import CosmoTables, HaloSampler, cosmo_tables, halo_sampler
@@ -89,29 +89,17 @@ class MockContext:
         """The catalog schema (modality order of the paper, Fig. 1)."""
         sfh_centres = 0.5 * (self.sfh_edges[1:] + self.sfh_edges[:-1])
         n_sph = self.filters.spherex_wave.size
-        return CatalogSchema(
-            (
-                ModalitySpec("scalars", "scalars", 3, "", ("redshift", "log10_halo_mass", "log10_stellar_mass")),
-                ModalitySpec(
-                    "lsst", "vector", 6, "AB mag", LSST_BANDS, tuple(self.filters.lsst_wave), "wavelength", "Angstrom"
-                ),
-                ModalitySpec(
-                    "spherex",
-                    "vector",
-                    n_sph,
-                    "AB mag",
-                    tuple(f"spherex_b{1 + i // 17}_ch{1 + i % 17:02d}" for i in range(n_sph)),
-                    tuple(self.filters.spherex_wave),
-                    "wavelength",
-                    "Angstrom",
-                ),
-                ModalitySpec(
-                    "sfh", "vector", self.cfg.sfh_n_bins, "log10 Msun/yr", (), tuple(sfh_centres), "cosmic_time", "Gyr"
-                ),
-                ModalitySpec(
-                    "sed", "vector", self.cfg.sed_n_bins, "log10 Jy", (), tuple(self.sed_wave), "wavelength", "Angstrom"
-                ),
-            )
+        return paper_schema(
+            axes={
+                "lsst": tuple(self.filters.lsst_wave),
+                "spherex": tuple(self.filters.spherex_wave),
+                "sfh": tuple(sfh_centres),
+                "sed": tuple(self.sed_wave),
+            },
+            columns={
+                "lsst": LSST_BANDS,
+                "spherex": tuple(f"spherex_b{1 + i // 17}_ch{1 + i % 17:02d}" for i in range(n_sph)),
+            },
         )
 
 

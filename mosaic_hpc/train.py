@@ -27,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script (`deepspeed mosaic_hpc/train.py`): make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mosaic_hpc.config import load_config, parse_override, resolve_config, resolve_deepspeed_config
+from mosaic_hpc.config import RunConfig, load_config, parse_override, resolve_config, resolve_deepspeed_config
 from mosaic_hpc.dist_env import DistEnv, read_dist_env
 
 PROG = "mosaic_hpc/train.py"
@@ -39,8 +39,13 @@ EXIT_NONFINITE = 3
 REQUEUE_FILE = "REQUEUE"
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """The options this launcher entry point shares with ``mosaic-hpc train``: one meaning for both."""
+def add_trainer_arguments(p: argparse.ArgumentParser) -> None:
+    """The trainer's options, shared by this launcher entry point and ``mosaic-hpc train``: one meaning for both."""
+    p.add_argument("--config", required=True, help="run config YAML, or a preset name: tiny, small, base, ...")
+    p.add_argument(
+        "--data", required=True, type=Path, help="catalog directory (train.h5, val.h5, test.h5 or shard dirs)"
+    )
+    p.add_argument("--out", required=True, type=Path, help="run directory (created)")
     p.add_argument(
         "--max-steps",
         type=int,
@@ -55,11 +60,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-change", action="append", default=[], metavar="KEY", help=ALLOW_CHANGE_HELP)
 
 
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The run config the trainer's options name: --config (file or preset) with the --set overrides."""
+    return load_config(resolve_config(args.config), dict(parse_override(s) for s in args.set))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="run config YAML, or a preset name: tiny, small, base, ...")
-    p.add_argument("--data", required=True, type=Path, help="catalog directory (train.h5/test.h5 or shard dirs)")
-    p.add_argument("--out", required=True, type=Path, help="run directory (created)")
+    add_trainer_arguments(p)
     p.add_argument(
         "--deepspeed_config",
         "--deepspeed-config",
@@ -67,7 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="DeepSpeed JSON (configs/zero{1,2,3}.json); without it: the plain engine, one process only",
     )
-    add_run_arguments(p)
     # The deepspeed launcher appends --local_rank=N; the value comes from the environment anyway.
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return p
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"inconsistent launcher environment: {err}", EXIT_BAD_INPUT)
     _setup_logging(env)
     try:
-        cfg = load_config(resolve_config(args.config), dict(parse_override(s) for s in args.set))
+        cfg = run_config(args)
         if args.max_steps is not None and args.max_steps < 1:
             raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
         if args.deepspeed_config is None:

@@ -25,19 +25,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-from ..train import EXIT_NONFINITE, add_run_arguments
+from ..train import EXIT_NONFINITE, add_trainer_arguments, run_config
 from .arguments import require_at_least
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="run config YAML, or a preset name: tiny, small, base, ...")
-    p.add_argument(
-        "--data", required=True, type=Path, help="catalog directory (train.h5, val.h5, test.h5 or shard dirs)"
-    )
-    p.add_argument("--out", required=True, type=Path, help="run directory (created)")
-    add_run_arguments(p)
+    add_trainer_arguments(p)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (default 0: the idle cores)")
 
 
@@ -56,13 +50,12 @@ def set_threads(requested: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config, parse_override, resolve_config
     from ..training.loop import NonFiniteLossError
     from ..training.runner import run_training
 
     require_at_least({"--max-steps": (args.max_steps, 1), "--threads": (args.threads, 0)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = load_config(resolve_config(args.config), dict(parse_override(s) for s in args.set))
+    cfg = run_config(args)
     set_threads(args.threads)
     try:
         result = run_training(

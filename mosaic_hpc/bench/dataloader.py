@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .machine import machine_info
 from .report import record_section
 from .synthetic import make_catalog
 
@@ -242,17 +242,9 @@ def _time_train_step(args: argparse.Namespace, catalog_path: Path) -> dict[str, 
     }
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    system = f"{platform.system()} {platform.release()}"
-    return f"{cpu}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
+def _machine_line(info: dict[str, Any]) -> str:
+    """RESULTS.md's machine line from :func:`.machine.machine_info`."""
+    return f"{info['cpu_model']}, {info['n_cores']} cores, {info['os']}, Python {info['python']}"
 
 
 def _table(report: dict[str, Any]) -> str:
@@ -318,6 +310,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rows < 1 or args.repeats < 1 or any(v < 1 for v in optional):
         raise ValueError("--rows, --repeats, --train-batch and --train-steps must be >= 1")
     cfg = load_config(args.config)  # fail early on a bad config
+    machine = machine_info()  # at the start: the commit and load the run began with
     args.work_dir.mkdir(parents=True, exist_ok=True)
     if args.catalog is None:
         args.catalog = make_catalog(args.work_dir / "train.h5", args.rows)
@@ -332,11 +325,12 @@ def run(args: argparse.Namespace) -> int:
         ranks = _launch(args, k, args.work_dir / f"ranks{k}")
         runs.append({"ranks": k, "num_workers": ranks[0]["num_workers"], "modes": _aggregate(ranks, bytes_per_row)})
     report: dict[str, Any] = {
-        "command": _command_line(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "commit": _commit(),
-        "machine": _machine(),
-        "load_average_1min": os.getloadavg()[0],  # other jobs on the machine lower every number alike
+        "command": machine["command"],
+        "date": f"{machine['date_utc']} UTC",
+        "commit": machine["commit"],
+        "machine": _machine_line(machine),
+        # other jobs on the machine lower every number alike
+        "load_average_1min": (machine["load_average"] or [float("nan")])[0],
         "rows": catalog.n_rows,
         "values_per_row": values,
         "bytes_per_row": bytes_per_row,
@@ -375,24 +369,6 @@ def _goals(report: dict[str, Any]) -> list[str]:
             line += f"; per rank {ratio:,.0f}x the samples/s one training step consumes (goal >= 20x)"
         out.append(line)
     return out
-
-
-def _command_line() -> str:
-    """How this run was started, for RESULTS.md (console script or ``python -m``)."""
-    import shlex
-
-    if Path(sys.argv[0]).name == "mosaic-hpc":
-        return shlex.join(["mosaic-hpc", *sys.argv[1:]])
-    return shlex.join(["python", "-m", "mosaic_hpc.bench.dataloader", *sys.argv[1:]])
-
-
-def _commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
-        return sha.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("GIT_COMMIT", "unknown")  # a copy of the tree without .git (batch nodes)
 
 
 def main() -> int:

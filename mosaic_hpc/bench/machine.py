@@ -19,6 +19,8 @@ from typing import Any
 
 from ..provenance import git_commit
 
+PACKAGE = Path(__file__).resolve().parents[1]
+
 
 def cpu_model() -> str:
     """The CPU's model name from lscpu (or /proc/cpuinfo), for RESULTS.md's machine line."""
@@ -39,11 +41,19 @@ def cpu_model() -> str:
 
 
 def command_line() -> str:
-    """The command as a user would retype it (``python -m mosaic_hpc.cli`` shown as ``mosaic-hpc``)."""
-    prog = Path(sys.argv[0]).name
-    if prog in ("cli.py", "__main__.py", "mosaic-hpc"):
-        prog = "mosaic-hpc"
-    return shlex.join([prog, *sys.argv[1:]])  # quoted: '' and spaces survive the copy and paste
+    """The command as a user would retype it.
+
+    ``python -m mosaic_hpc.cli`` is shown as ``mosaic-hpc``, another module of the package as
+    ``python -m`` that module (``python -m mosaic_hpc.bench.dataloader``), a script by its name.
+    """
+    argv0 = Path(sys.argv[0])
+    if argv0.name in ("cli.py", "__main__.py", "mosaic-hpc"):
+        cmd = ["mosaic-hpc"]
+    elif argv0.suffix == ".py" and PACKAGE in argv0.resolve().parents:
+        cmd = ["python", "-m", ".".join(argv0.resolve().relative_to(PACKAGE.parent).with_suffix("").parts)]
+    else:
+        cmd = [argv0.name]
+    return shlex.join([*cmd, *sys.argv[1:]])  # quoted: '' and spaces survive the copy and paste
 
 
 def load_average() -> list[float]:
@@ -55,7 +65,7 @@ def load_average() -> list[float]:
 
 
 def machine_info() -> dict[str, Any]:
-    """Where and when a benchmark ran: host, CPU, cores, GPU, library versions, commit, load."""
+    """Where and when a benchmark ran: host, CPU, cores, OS, GPU, library versions, commit, load."""
     import torch
 
     info: dict[str, Any] = {
@@ -63,6 +73,7 @@ def machine_info() -> dict[str, Any]:
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
         "cpu_model": cpu_model(),
         "n_cores": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()}",
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -2,8 +2,8 @@
 
 The only module that imports DeepSpeed, and only inside functions, so the package, the plain
 engine and the CLI work where DeepSpeed is absent. It implements the :class:`Engine` protocol the
-training loop drives, plus the optional hooks the runner looks for (``barrier``, ``agree_stop``,
-``reduce_mean``, ``peak_flops``).
+training loop drives, collectives (``barrier``, ``agree_stop``, ``reduce_mean``) and
+``peak_flops`` included.
 Which file owns which setting, how checkpoints are consolidated and converted, and why no
 checkpoint can execute code: docs/deepspeed_engine.md.
 """
@@ -222,6 +222,7 @@ class DeepSpeedEngine:
 
         init_distributed(env)
         self.cfg, self.env = cfg, env
+        self.world_size: int = env.world_size
         tc = cfg.train
         # The schedule is a torch LambdaLR over the same pure function as the plain engine's, so
         # both engines (and resumed runs) use exactly the same LR at every step.

@@ -1,23 +1,20 @@
 """The DeepSpeed engine: ZeRO 1/2/3, bf16, fused Adam, collective checkpoints, universal resume.
 
-The only module that imports DeepSpeed, and only inside functions, so the package, the plain
-engine and the CLI work where DeepSpeed is absent. It implements the :class:`Engine` protocol the
-training loop drives, collectives (``barrier``, ``agree_stop``, ``reduce_mean``) and
-``peak_flops`` included.
-Which file owns which setting, how checkpoints are consolidated and converted, and why no
-checkpoint can execute code: docs/deepspeed_engine.md.
+This module starts the process group and adapts DeepSpeed's engine to the loop's :class:`Engine`
+protocol, collectives included. The DeepSpeed JSON is reconciled with the run config in
+:mod:`.ds_config` (pure, before any process group starts); the checkpoint files are read offline
+(fp32 consolidation, universal conversion, the classes they may hold) in :mod:`.ds_checkpoint`.
+DeepSpeed is imported only inside functions, so the package, the plain engine and the CLI work
+where it is absent. Which file owns which setting, how checkpoints are consolidated and converted,
+and why no checkpoint can execute code: docs/deepspeed_engine.md.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import logging
 import os
 import shutil
-from argparse import Namespace
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,14 @@ from ..data.batch import Batch
 from ..dist_env import DistEnv
 from ..model import ModelOutput, MosaicModel
 from .checkpoint import read_client_state
+from .ds_checkpoint import (
+    convert_to_universal,
+    deepspeed_safe_globals,
+    fp32_state_dict,
+    universal_checkpoint_info,
+    universal_dir,
+)
+from .ds_config import load_ds_json, resolve_ds_config
 from .engine import all_finite, apply_hyperparameters, param_groups
 from .metrics import peak_flops_for
 from .safe_load import CheckpointError, restricted_loading, safe_torch_load
@@ -35,133 +40,11 @@ from .schedule import lr_factor
 
 log = logging.getLogger("mosaic_hpc.train")
 
-AUTO = "auto"
-ADAM_TYPES = ("adam", "adamw")
-UNIVERSAL_PREFIX = ".universal-"
 AGREE_EVERY = 5  # optimizer steps between stop-flag agreements across ranks (see agree_stop)
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Swallow the progress bars and prints of DeepSpeed's offline checkpoint tools."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        yield
-
-
-def deepspeed_safe_globals() -> tuple[type, ...]:
-    """The classes DeepSpeed's checkpoint files hold besides tensors and plain containers.
-
-    Measured on DeepSpeed 0.19 checkpoints of ZeRO 1, 2 and 3, fp32 and bf16, and universal
-    conversions: the optimizer states pickle the loss-scaler object and the ZeRO stage enum, and
-    ZeRO-1/2 states the fragment address of each parameter slice. All three are data holders
-    without ``__reduce__``, ``__new__`` or ``__setstate__`` of their own, so building them from a
-    file runs no code the file chooses. Anything else in a DeepSpeed file is refused.
-    """
-    from deepspeed.runtime.fp16.loss_scaler import LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
-
-    return (LossScaler, ZeroStageEnum, fragment_address)
 
 
 def _rng_file(rank: int) -> str:
     return f"rng_rank{rank:05d}.pt"
-
-
-def _settle(ds: dict[str, Any], path: list[str], wanted: Any, yaml_key: str, ds_source: str, yaml_source: str) -> None:
-    """Fill ``ds[path]`` with ``wanted`` when absent or "auto"; raise when it states another value."""
-    node = ds
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"{ds_source}: {'.'.join(path[:-1])} must be a JSON object")
-    key = path[-1]
-    stated = node.get(key, AUTO)
-    if stated == AUTO:
-        node[key] = wanted
-        return
-    same = (
-        list(stated) == list(wanted)
-        if isinstance(wanted, (list, tuple)) and isinstance(stated, (list, tuple))
-        else stated == wanted
-    )
-    if not same:
-        raise ValueError(
-            f"{ds_source}: {'.'.join(path)}={stated!r} conflicts with {yaml_key}={wanted!r} in {yaml_source}; "
-            f'remove it from the JSON or set it to "auto" (the run config is the source of truth)'
-        )
-
-
-def resolve_ds_config(
-    ds_config: dict[str, Any],
-    cfg: RunConfig,
-    world_size: int,
-    cuda: bool,
-    ds_source: str = "DeepSpeed config",
-    yaml_source: str = "run config",
-) -> dict[str, Any]:
-    """The DeepSpeed config to initialise with: the JSON completed and checked against the run config.
-
-    Args:
-        ds_config: the parsed JSON (not modified).
-        cfg: the run config, the source of truth for every value both can state.
-        world_size: data-parallel ranks (``train_batch_size`` = micro-batch x accumulation x ranks).
-        cuda: True on GPUs: the optimizer is DeepSpeed's FusedAdam; on CPU ``torch_adam`` is set
-            so nothing is JIT-compiled.
-        ds_source, yaml_source: file names used in error messages.
-
-    Raises:
-        ValueError: a stated value conflicts with the run config, or the JSON asks for something
-            this trainer does not support (an LR scheduler, fp16, a non-Adam optimizer, ZeRO 0).
-    """
-    ds = json.loads(json.dumps(ds_config))  # deep copy; the JSON is plain data
-    tc, mbs = cfg.train, cfg.data.micro_batch_size
-    settle = lambda path, wanted, yaml_key: _settle(ds, path, wanted, yaml_key, ds_source, yaml_source)
-    settle(["train_micro_batch_size_per_gpu"], mbs, "data.micro_batch_size")
-    settle(["gradient_accumulation_steps"], tc.grad_accum_steps, "train.grad_accum_steps")
-    settle(
-        ["train_batch_size"],
-        mbs * tc.grad_accum_steps * world_size,
-        f"data.micro_batch_size x train.grad_accum_steps x {world_size} ranks",
-    )
-    settle(["gradient_clipping"], tc.grad_clip, "train.grad_clip")
-    settle(["bf16", "enabled"], tc.precision == "bf16", "train.precision")
-    if ds.get("fp16", {}).get("enabled", False) not in (False, AUTO):
-        raise ValueError(f"{ds_source}: fp16.enabled is not supported (loss scaling); use train.precision: bf16")
-    ds.pop("fp16", None)
-    if "scheduler" in ds:
-        raise ValueError(
-            f"{ds_source}: remove 'scheduler': the learning-rate schedule is train.warmup_steps / train.min_lr_ratio "
-            f"in {yaml_source} (warm-up + cosine, identical on every engine)"
-        )
-    opt = ds.setdefault("optimizer", {"type": "AdamW"})
-    if str(opt.get("type", "")).lower() not in ADAM_TYPES:
-        raise ValueError(f"{ds_source}: optimizer.type must be Adam or AdamW, got {opt.get('type')!r}")
-    params = opt.setdefault("params", {})
-    if params.get("adam_w_mode", True) is False:
-        raise ValueError(f"{ds_source}: optimizer.params.adam_w_mode=false is not supported (the trainer uses AdamW)")
-    settle(["optimizer", "params", "lr"], tc.lr, "train.lr")
-    settle(["optimizer", "params", "betas"], list(tc.betas), "train.betas")
-    settle(["optimizer", "params", "weight_decay"], tc.weight_decay, "train.weight_decay")
-    params.setdefault("torch_adam", not cuda)  # CPU: torch.optim.AdamW, no op build; GPU: FusedAdam
-    stage = ds.setdefault("zero_optimization", {}).setdefault("stage", 1)
-    if stage not in (1, 2, 3):
-        raise ValueError(f"{ds_source}: zero_optimization.stage must be 1, 2 or 3, got {stage!r}")
-    ds.setdefault("steps_per_print", 10**9)  # our loop logs; DeepSpeed's own step prints are noise
-    return ds
-
-
-def load_ds_json(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"DeepSpeed config {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: must hold a JSON object")
-    return data
 
 
 def _disable_cpu_shm_comm() -> None:
@@ -326,17 +209,8 @@ class DeepSpeedEngine:
         ``universal_checkpoint_info`` is what ``ds_to_universal`` requires of checkpoints not
         written by Megatron; with it a checkpoint can be resumed at another world size.
         """
-        from deepspeed.checkpoint.constants import (
-            UNIVERSAL_CHECKPOINT_INFO,
-            UNIVERSAL_CHECKPOINT_VERSION_KEY,
-            UNIVERSAL_CHECKPOINT_VERSION_VALUE,
-        )
-
         ckpt_dir = Path(ckpt_dir)
-        state = {
-            **client_state,
-            UNIVERSAL_CHECKPOINT_INFO: {UNIVERSAL_CHECKPOINT_VERSION_KEY: UNIVERSAL_CHECKPOINT_VERSION_VALUE},
-        }
+        state = {**client_state, **universal_checkpoint_info()}
         self._ds.save_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name, client_state=state, save_latest=False)
         # RNG streams are per rank (dropout differs per rank), so each rank keeps its own file.
         rng = {
@@ -346,23 +220,9 @@ class DeepSpeedEngine:
         torch.save(rng, ckpt_dir / _rng_file(self.env.rank))
         self.barrier()
         if self.env.is_main:
-            torch.save(self._fp32_state_dict(ckpt_dir), ckpt_dir / "model.pt")
+            # Full precision from the shards just written: the module may hold bf16 or a ZeRO-3 shard.
+            torch.save(fp32_state_dict(ckpt_dir), ckpt_dir / "model.pt")
         self.barrier()
-
-    def _fp32_state_dict(self, ckpt_dir: Path) -> dict[str, torch.Tensor]:
-        """Full-precision weights gathered from the ZeRO shards just written (any stage).
-
-        The fp32 master copies live partitioned in the optimizer (the module may hold bf16
-        copies, or under ZeRO-3 only a shard), so rank 0 rebuilds them from the files every
-        rank has written, DeepSpeed's documented consolidation path. This reads the optimizer
-        shards (about 16 bytes per parameter) into rank 0's host memory.
-        """
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-        with _quiet(), restricted_loading(deepspeed_safe_globals()):  # it prints per-shard progress
-            sd = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
-        # Clone: the tensors are views into one flat buffer; saved as views they drag it along.
-        return {k: v.detach().to(torch.float32).clone() for k, v in sd.items()}
 
     def load(self, ckpt_dir: Path) -> dict[str, Any]:
         """Restore weights, optimizer, LR schedule and RNG; returns the saved client state.
@@ -385,7 +245,7 @@ class DeepSpeedEngine:
                 if self.device.type == "cuda" and rng["cuda"].numel():
                     torch.cuda.set_rng_state(rng["cuda"], self.device)
             return client
-        universal = ckpt_dir.parent / f"{UNIVERSAL_PREFIX}{ckpt_dir.name}"
+        universal = universal_dir(ckpt_dir)
         if self.env.is_main:
             log.info(
                 "checkpoint %s was written by %d ranks, this run has %d: converting it to a universal checkpoint in %s",
@@ -427,26 +287,6 @@ class DeepSpeedEngine:
         apply_hyperparameters(self._ds.optimizer, self._ds.lr_scheduler, self.cfg)
 
 
-def convert_to_universal(ckpt_dir: Path, out_dir: Path) -> None:
-    """``ds_to_universal`` in-process, serially (no worker pool: ranks already fill the cores)."""
-    from deepspeed.checkpoint import ds_to_universal
-
-    shutil.rmtree(out_dir, ignore_errors=True)
-    args = Namespace(
-        input_folder=str(ckpt_dir),
-        output_folder=str(out_dir),
-        num_extract_workers=1,
-        num_merge_workers=1,
-        keep_temp_folder=False,
-        strict=True,
-        inject_missing_state=False,
-    )
-    with _quiet(), restricted_loading(deepspeed_safe_globals()):
-        ds_to_universal.main(args)
-    # It also writes DeepSpeed's own `latest_universal` pointer beside the output; ours is `latest`.
-    (out_dir.parent / "latest_universal").unlink(missing_ok=True)
-
-
 def deepspeed_engine_factory(
     ds_config_path: Path | str, yaml_source: str = "the run config"
 ) -> Callable[[MosaicModel, RunConfig, DistEnv], DeepSpeedEngine]:
@@ -474,7 +314,7 @@ def profile_forward_flops(model: torch.nn.Module, kwargs: dict[str, Any]) -> flo
     """Forward FLOPs of one ``model(**kwargs)`` call counted by DeepSpeed's flops profiler.
 
     Used by ``bench throughput`` to cross-check ``MosaicModel.flops_per_sample``; it lives here
-    because this is the one module that imports DeepSpeed.
+    because this module is the engine side of DeepSpeed.
     """
     from deepspeed.profiling.flops_profiler import get_model_profile
 

@@ -4,8 +4,8 @@ The loop calls ``forward``, ``backward`` and ``step`` once per micro-batch; the 
 when a micro-batch closes an accumulation window and the optimizer really steps (DeepSpeed's
 contract, mirrored here so one loop drives both), and ``step`` says so. The collectives the
 runner and the loop need (a barrier, the stop agreement, the mean over ranks) are engine
-methods too, so one process gets trivial ones and nothing is looked up by name. Only
-``deepspeed_engine.py`` imports DeepSpeed.
+methods too, so one process gets trivial ones and nothing is looked up by name. Only the
+DeepSpeed modules (``deepspeed_engine.py``, ``ds_checkpoint.py``) import DeepSpeed.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mosaic_hpc.config import RunConfig, TrainConfig
-from mosaic_hpc.training.deepspeed_engine import load_ds_json, resolve_ds_config
+from mosaic_hpc.training.ds_config import load_ds_json, resolve_ds_config
 from mosaic_hpc.training.schedule import lr_factor
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

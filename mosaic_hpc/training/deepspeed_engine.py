@@ -32,8 +32,8 @@ from .ds_checkpoint import (
     universal_checkpoint_info,
     universal_dir,
 )
-from .ds_config import load_ds_json, resolve_ds_config
-from .engine import all_finite, apply_hyperparameters, param_groups
+from .ds_config import load_ds_json, resolve_ds_config, with_universal_load
+from .engine import all_finite, apply_hyperparameters, param_groups, pick_device
 from .metrics import peak_flops_for
 from .safe_load import CheckpointError, restricted_loading, safe_torch_load
 from .schedule import lr_factor
@@ -93,33 +93,70 @@ def init_distributed(env: DistEnv) -> None:
 class DeepSpeedEngine:
     """A DeepSpeed engine behind the loop's :class:`Engine` interface.
 
+    The process group starts here; ``deepspeed.initialize`` runs here too, or, with
+    ``defer_initialize``, when the engine is first used. Deferring is what lets a run resume at
+    another world size through DeepSpeed's public route: ``checkpoint.load_universal`` is read
+    only when DeepSpeed is initialised, and which layout a resume loads is known only at
+    :meth:`load`, which then initialises with the key set (:func:`.ds_config.with_universal_load`).
+    Until then the collectives work (they need only the process group) and nothing is wrapped.
+
     Args:
         model: the MOSAIC model, identically initialised on every rank (same seed).
         cfg: run config.
         env: this rank's place in the job.
-        ds_config: a resolved DeepSpeed config (:func:`resolve_ds_config`).
+        ds_config: a resolved DeepSpeed config (:func:`.ds_config.resolve_ds_config`).
+        defer_initialize: initialise DeepSpeed at first use rather than now (what training
+            does); eager, a failure to build the optimizer shows at construction (what the
+            benchmarks want), and a checkpoint of another world size cannot be loaded.
     """
 
-    def __init__(self, model: MosaicModel, cfg: RunConfig, env: DistEnv, ds_config: dict[str, Any]) -> None:
-        import deepspeed
-
+    def __init__(
+        self,
+        model: MosaicModel,
+        cfg: RunConfig,
+        env: DistEnv,
+        ds_config: dict[str, Any],
+        defer_initialize: bool = False,
+    ) -> None:
         init_distributed(env)
         self.cfg, self.env = cfg, env
         self.world_size: int = env.world_size
-        tc = cfg.train
+        self.module: MosaicModel = model  # DeepSpeed wraps this object in place (bf16, ZeRO-3 shards)
+        # DeepSpeed's choice too: init_distributed made this rank's GPU the current one.
+        self.device: torch.device = pick_device()
+        self.zero_stage: int = int(ds_config.get("zero_optimization", {}).get("stage", 0))  # DeepSpeed's default
+        self.peak_flops: float = peak_flops_for(self.device, cfg.logging.peak_tflops)
+        self.checkpoint_safe_globals: tuple[type, ...] = deepspeed_safe_globals()
+        self._ds_config = ds_config
+        self._wrapped = None  # DeepSpeed's engine, once initialised
+        self._agree_calls = 0
+        if not defer_initialize:
+            self._initialize(ds_config)
+
+    def _initialize(self, ds_config: dict[str, Any]) -> None:
+        import deepspeed
+
+        tc = self.cfg.train
         # The schedule is a torch LambdaLR over the same pure function as the plain engine's, so
         # both engines (and resumed runs) use exactly the same LR at every step.
         schedule = lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
-        self._ds, _, _, _ = deepspeed.initialize(
-            model=model, model_parameters=param_groups(model, cfg), config=ds_config, lr_scheduler=schedule
+        self._wrapped, _, _, _ = deepspeed.initialize(
+            model=self.module,
+            model_parameters=param_groups(self.module, self.cfg),
+            config=ds_config,
+            lr_scheduler=schedule,
         )
         if tc.compile:
-            self._ds.compile()  # DeepSpeed's own entry, so ZeRO's hooks stay outside the graph
-        self.module: MosaicModel = self._ds.module
-        self.device: torch.device = torch.device(self._ds.device)
-        self.zero_stage: int = self._ds.zero_optimization_stage()
-        self.peak_flops: float = peak_flops_for(self.device, cfg.logging.peak_tflops)
-        self._agree_calls = 0
+            self._wrapped.compile()  # DeepSpeed's own entry, so ZeRO's hooks stay outside the graph
+        if torch.device(self._wrapped.device) != self.device:
+            raise RuntimeError(f"DeepSpeed placed rank {self.env.rank} on {self._wrapped.device}, not {self.device}")
+
+    @property
+    def _ds(self):
+        """DeepSpeed's engine, initialised now if nothing has needed it yet (a fresh run)."""
+        if self._wrapped is None:
+            self._initialize(self._ds_config)
+        return self._wrapped
 
     @property
     def global_steps(self) -> int:
@@ -159,11 +196,7 @@ class DeepSpeedEngine:
         params = (getattr(p, "ds_tensor", p) for p in self.module.parameters())
         return all_finite(params, self.device)
 
-    @property
-    def checkpoint_safe_globals(self) -> tuple[type, ...]:
-        return deepspeed_safe_globals()
-
-    # -- collectives used by the runner and the loop -------------------------------------------
+    # -- collectives used by the runner and the loop (the process group suffices) -------------
 
     def barrier(self) -> None:
         import deepspeed.comm as dist
@@ -229,14 +262,21 @@ class DeepSpeedEngine:
 
         At the saved world size DeepSpeed loads its own files. At another one the per-rank ZeRO
         partitions no longer fit, so rank 0 converts the checkpoint into a universal one beside
-        it (``ds_to_universal``) and every rank loads that with ``load_universal``; the
-        conversion is removed afterwards (it is rebuilt from the original when needed). Every
-        read runs under :func:`restricted_loading`; the caller has verified the files already.
+        it (``ds_to_universal``) and every rank loads that, DeepSpeed initialised with
+        ``checkpoint.load_universal``; the conversion is removed afterwards (it is rebuilt from
+        the original when needed). Every read runs under :func:`restricted_loading`; the caller
+        has verified the files already.
+
+        Raises:
+            CheckpointError: DeepSpeed cannot load it, or it needs the universal load and this
+                engine was initialised before the checkpoint was known (``defer_initialize``).
         """
         ckpt_dir = Path(ckpt_dir)
         client = read_client_state(ckpt_dir)
         saved_world = int(client.get("world_size", self.env.world_size))
-        if saved_world == self.env.world_size:
+        universal = saved_world != self.env.world_size
+        self._initialize_for_load(ckpt_dir, universal)
+        if not universal:
             self._load_deepspeed(ckpt_dir)
             rng_path = ckpt_dir / _rng_file(self.env.rank)
             if rng_path.is_file():
@@ -245,28 +285,35 @@ class DeepSpeedEngine:
                 if self.device.type == "cuda" and rng["cuda"].numel():
                     torch.cuda.set_rng_state(rng["cuda"], self.device)
             return client
-        universal = universal_dir(ckpt_dir)
+        converted = universal_dir(ckpt_dir)
         if self.env.is_main:
             log.info(
                 "checkpoint %s was written by %d ranks, this run has %d: converting it to a universal checkpoint in %s",
                 ckpt_dir,
                 saved_world,
                 self.env.world_size,
-                universal,
+                converted,
             )
-            convert_to_universal(ckpt_dir, universal)
+            convert_to_universal(ckpt_dir, converted)
         self.barrier()
-        # load_universal is read from the config at load time only; switch it on for this load.
-        self._ds._config.load_universal_checkpoint = True
-        try:
-            self._load_deepspeed(universal)
-        finally:
-            self._ds._config.load_universal_checkpoint = False
+        self._load_deepspeed(converted)
         self.barrier()
         if self.env.is_main:
-            shutil.rmtree(universal, ignore_errors=True)
+            shutil.rmtree(converted, ignore_errors=True)
         # RNG: the saved streams belonged to another rank layout; keep this run's seeded ones.
         return client
+
+    def _initialize_for_load(self, ckpt_dir: Path, universal: bool) -> None:
+        """Initialise DeepSpeed for loading ``ckpt_dir`` in its layout, or check that it already can."""
+        if self._wrapped is None:
+            self._initialize(with_universal_load(self._ds_config, universal))
+        elif bool(self._wrapped.load_universal_checkpoint()) != universal:
+            raise CheckpointError(
+                ckpt_dir,
+                f"{'needs' if universal else 'cannot use'} DeepSpeed's universal load (written by another number "
+                "of ranks), which DeepSpeed fixes when it is initialised; this engine was initialised before the "
+                "checkpoint was known (build it with defer_initialize=True)",
+            )
 
     def _load_deepspeed(self, ckpt_dir: Path) -> None:
         """DeepSpeed's ``load_checkpoint`` with restricted unpickling and one-line errors."""
@@ -288,11 +335,12 @@ class DeepSpeedEngine:
 
 
 def deepspeed_engine_factory(
-    ds_config_path: Path | str, yaml_source: str = "the run config"
+    ds_config_path: Path | str, yaml_source: str = "the run config", defer_initialize: bool = False
 ) -> Callable[[MosaicModel, RunConfig, DistEnv], DeepSpeedEngine]:
     """A ``run_training`` engine factory for the DeepSpeed JSON at ``ds_config_path``.
 
-    ``yaml_source`` names the run config file in conflict messages.
+    ``yaml_source`` names the run config file in conflict messages. ``defer_initialize``: see
+    :class:`DeepSpeedEngine` (training passes True, so that it can resume at another world size).
 
     The JSON is read now (a missing or malformed file fails before any process group starts) and
     checked against the run config when the engine is built, before ``init_distributed``, so a
@@ -305,7 +353,7 @@ def deepspeed_engine_factory(
         resolved = resolve_ds_config(
             raw, cfg, env.world_size, cuda=torch.cuda.is_available(), ds_source=str(path), yaml_source=yaml_source
         )
-        return DeepSpeedEngine(model, cfg, env, resolved)
+        return DeepSpeedEngine(model, cfg, env, resolved, defer_initialize=defer_initialize)
 
     return factory
 

@@ -15,6 +15,7 @@ from ..config import RunConfig
 
 AUTO = "auto"
 ADAM_TYPES = ("adam", "adamw")
+LOAD_UNIVERSAL = ("checkpoint", "load_universal")  # DeepSpeed's key, read once, at initialize
 
 
 def _settle(ds: dict[str, Any], path: list[str], wanted: Any, yaml_key: str, ds_source: str, yaml_source: str) -> None:
@@ -97,6 +98,34 @@ def resolve_ds_config(
     if stage not in (1, 2, 3):
         raise ValueError(f"{ds_source}: zero_optimization.stage must be 1, 2 or 3, got {stage!r}")
     ds.setdefault("steps_per_print", 10**9)  # our loop logs; DeepSpeed's own step prints are noise
+    return ds
+
+
+def with_universal_load(ds_config: dict[str, Any], universal: bool) -> dict[str, Any]:
+    """``ds_config`` (a copy) that loads a universal checkpoint (``universal``) or DeepSpeed's own files.
+
+    DeepSpeed reads ``checkpoint.load_universal`` once, when it is initialised, and then looks for
+    the universal layout at every load. The engine knows which layout it loads only once it has
+    the checkpoint (a different world size needs the universal conversion), so it sets the key
+    here, before ``deepspeed.initialize``. A value stated in the JSON that contradicts what the
+    checkpoint needs would make the load fail inside DeepSpeed; it is refused here instead.
+
+    Raises:
+        ValueError: the JSON states ``checkpoint.load_universal`` opposite to ``universal``.
+    """
+    ds = json.loads(json.dumps(ds_config))
+    section, key = LOAD_UNIVERSAL
+    node = ds.setdefault(section, {})
+    if not isinstance(node, dict):
+        raise ValueError(f"DeepSpeed config: {section} must be a JSON object")
+    stated = node.get(key, AUTO)
+    if stated not in (AUTO, universal):
+        raise ValueError(
+            f"DeepSpeed config: {section}.{key}={stated!r}, but this checkpoint "
+            f"{'needs' if universal else 'must not use'} the universal load (it is chosen from the checkpoint's "
+            f'world size); remove the key or set it to "auto"'
+        )
+    node[key] = universal
     return ds
 
 

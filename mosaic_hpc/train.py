@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             from mosaic_hpc.training.deepspeed_engine import deepspeed_engine_factory
 
             ds_config = resolve_deepspeed_config(args.deepspeed_config)
-            factory = deepspeed_engine_factory(ds_config, yaml_source=str(args.config))
+            # Deferred: DeepSpeed is initialised once the runner knows what it resumes from.
+            factory = deepspeed_engine_factory(ds_config, yaml_source=str(args.config), defer_initialize=True)
         return _train(args, cfg, env, factory)
     except (ValueError, FileNotFoundError) as err:
         return _fail(str(err), EXIT_BAD_INPUT)

@@ -36,8 +36,6 @@ def run(args: argparse.Namespace) -> int:
 
     def work(predictor, shards, on_shard, should_stop):
         given = parse_configuration(f"given={args.given}", predictor.schema) if args.given else None
-        return predict_shards(
-            predictor, shards, args.out, given, args.batch_size, args.skip_bad, on_shard, should_stop
-        )
+        return predict_shards(predictor, shards, args.out, given, args.batch_size, args.skip_bad, on_shard, should_stop)
 
     return run_rank(args, args.run, "predict", work)

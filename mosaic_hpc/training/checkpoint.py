@@ -26,13 +26,16 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import RunConfig, save_config
 from ..data.normalization import NormStats
 from ..schema import CatalogSchema
 from .integrity import INFERENCE_FILES, fsync_dir, verify_checkpoint, write_atomic, write_manifest
 from .safe_load import CheckpointError, SafeGlobals
+
+if TYPE_CHECKING:  # for the annotation only: the engines import this module (read_client_state)
+    from .engine import Engine
 
 log = logging.getLogger("mosaic_hpc.train")
 
@@ -219,7 +222,7 @@ class CheckpointManager:
 
     def save(
         self,
-        engine,
+        engine: Engine,
         step: int,
         client_state: dict[str, Any],
         config: RunConfig,

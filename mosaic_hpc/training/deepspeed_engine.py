@@ -1,23 +1,20 @@
 """The DeepSpeed engine: ZeRO 1/2/3, bf16, fused Adam, collective checkpoints, universal resume.
 
-The only module that imports DeepSpeed, and only inside functions, so the package, the plain
-engine and the CLI work where DeepSpeed is absent. It implements the :class:`Engine` protocol the
-training loop drives, plus the optional hooks the runner looks for (``barrier``, ``agree_stop``,
-``reduce_mean``, ``peak_flops``).
-Which file owns which setting, how checkpoints are consolidated and converted, and why no
-checkpoint can execute code: docs/deepspeed_engine.md.
+This module starts the process group and adapts DeepSpeed's engine to the loop's :class:`Engine`
+protocol, collectives included. The DeepSpeed JSON is reconciled with the run config in
+:mod:`.ds_config` (pure, before any process group starts); the checkpoint files are read offline
+(fp32 consolidation, universal conversion, the classes they may hold) in :mod:`.ds_checkpoint`.
+DeepSpeed is imported only inside functions, so the package, the plain engine and the CLI work
+where it is absent. Which file owns which setting, how checkpoints are consolidated and converted,
+and why no checkpoint can execute code: docs/deepspeed_engine.md.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import logging
 import os
 import shutil
-from argparse import Namespace
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,140 +25,26 @@ from ..data.batch import Batch
 from ..dist_env import DistEnv
 from ..model import ModelOutput, MosaicModel
 from .checkpoint import read_client_state
-from .engine import all_finite, apply_hyperparameters, param_groups
+from .ds_checkpoint import (
+    convert_to_universal,
+    deepspeed_safe_globals,
+    fp32_state_dict,
+    universal_checkpoint_info,
+    universal_dir,
+)
+from .ds_config import load_ds_json, resolve_ds_config, with_universal_load
+from .engine import all_finite, apply_hyperparameters, param_groups, pick_device
 from .metrics import peak_flops_for
 from .safe_load import CheckpointError, restricted_loading, safe_torch_load
 from .schedule import lr_factor
 
 log = logging.getLogger("mosaic_hpc.train")
 
-AUTO = "auto"
-ADAM_TYPES = ("adam", "adamw")
-UNIVERSAL_PREFIX = ".universal-"
 AGREE_EVERY = 5  # optimizer steps between stop-flag agreements across ranks (see agree_stop)
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Swallow the progress bars and prints of DeepSpeed's offline checkpoint tools."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        yield
-
-
-def deepspeed_safe_globals() -> tuple[type, ...]:
-    """The classes DeepSpeed's checkpoint files hold besides tensors and plain containers.
-
-    Measured on DeepSpeed 0.19 checkpoints of ZeRO 1, 2 and 3, fp32 and bf16, and universal
-    conversions: the optimizer states pickle the loss-scaler object and the ZeRO stage enum, and
-    ZeRO-1/2 states the fragment address of each parameter slice. All three are data holders
-    without ``__reduce__``, ``__new__`` or ``__setstate__`` of their own, so building them from a
-    file runs no code the file chooses. Anything else in a DeepSpeed file is refused.
-    """
-    from deepspeed.runtime.fp16.loss_scaler import LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
-
-    return (LossScaler, ZeroStageEnum, fragment_address)
 
 
 def _rng_file(rank: int) -> str:
     return f"rng_rank{rank:05d}.pt"
-
-
-def _settle(ds: dict[str, Any], path: list[str], wanted: Any, yaml_key: str, ds_source: str, yaml_source: str) -> None:
-    """Fill ``ds[path]`` with ``wanted`` when absent or "auto"; raise when it states another value."""
-    node = ds
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"{ds_source}: {'.'.join(path[:-1])} must be a JSON object")
-    key = path[-1]
-    stated = node.get(key, AUTO)
-    if stated == AUTO:
-        node[key] = wanted
-        return
-    same = (
-        list(stated) == list(wanted)
-        if isinstance(wanted, (list, tuple)) and isinstance(stated, (list, tuple))
-        else stated == wanted
-    )
-    if not same:
-        raise ValueError(
-            f"{ds_source}: {'.'.join(path)}={stated!r} conflicts with {yaml_key}={wanted!r} in {yaml_source}; "
-            f'remove it from the JSON or set it to "auto" (the run config is the source of truth)'
-        )
-
-
-def resolve_ds_config(
-    ds_config: dict[str, Any],
-    cfg: RunConfig,
-    world_size: int,
-    cuda: bool,
-    ds_source: str = "DeepSpeed config",
-    yaml_source: str = "run config",
-) -> dict[str, Any]:
-    """The DeepSpeed config to initialise with: the JSON completed and checked against the run config.
-
-    Args:
-        ds_config: the parsed JSON (not modified).
-        cfg: the run config, the source of truth for every value both can state.
-        world_size: data-parallel ranks (``train_batch_size`` = micro-batch x accumulation x ranks).
-        cuda: True on GPUs: the optimizer is DeepSpeed's FusedAdam; on CPU ``torch_adam`` is set
-            so nothing is JIT-compiled.
-        ds_source, yaml_source: file names used in error messages.
-
-    Raises:
-        ValueError: a stated value conflicts with the run config, or the JSON asks for something
-            this trainer does not support (an LR scheduler, fp16, a non-Adam optimizer, ZeRO 0).
-    """
-    ds = json.loads(json.dumps(ds_config))  # deep copy; the JSON is plain data
-    tc, mbs = cfg.train, cfg.data.micro_batch_size
-    settle = lambda path, wanted, yaml_key: _settle(ds, path, wanted, yaml_key, ds_source, yaml_source)
-    settle(["train_micro_batch_size_per_gpu"], mbs, "data.micro_batch_size")
-    settle(["gradient_accumulation_steps"], tc.grad_accum_steps, "train.grad_accum_steps")
-    settle(
-        ["train_batch_size"],
-        mbs * tc.grad_accum_steps * world_size,
-        f"data.micro_batch_size x train.grad_accum_steps x {world_size} ranks",
-    )
-    settle(["gradient_clipping"], tc.grad_clip, "train.grad_clip")
-    settle(["bf16", "enabled"], tc.precision == "bf16", "train.precision")
-    if ds.get("fp16", {}).get("enabled", False) not in (False, AUTO):
-        raise ValueError(f"{ds_source}: fp16.enabled is not supported (loss scaling); use train.precision: bf16")
-    ds.pop("fp16", None)
-    if "scheduler" in ds:
-        raise ValueError(
-            f"{ds_source}: remove 'scheduler': the learning-rate schedule is train.warmup_steps / train.min_lr_ratio "
-            f"in {yaml_source} (warm-up + cosine, identical on every engine)"
-        )
-    opt = ds.setdefault("optimizer", {"type": "AdamW"})
-    if str(opt.get("type", "")).lower() not in ADAM_TYPES:
-        raise ValueError(f"{ds_source}: optimizer.type must be Adam or AdamW, got {opt.get('type')!r}")
-    params = opt.setdefault("params", {})
-    if params.get("adam_w_mode", True) is False:
-        raise ValueError(f"{ds_source}: optimizer.params.adam_w_mode=false is not supported (the trainer uses AdamW)")
-    settle(["optimizer", "params", "lr"], tc.lr, "train.lr")
-    settle(["optimizer", "params", "betas"], list(tc.betas), "train.betas")
-    settle(["optimizer", "params", "weight_decay"], tc.weight_decay, "train.weight_decay")
-    params.setdefault("torch_adam", not cuda)  # CPU: torch.optim.AdamW, no op build; GPU: FusedAdam
-    stage = ds.setdefault("zero_optimization", {}).setdefault("stage", 1)
-    if stage not in (1, 2, 3):
-        raise ValueError(f"{ds_source}: zero_optimization.stage must be 1, 2 or 3, got {stage!r}")
-    ds.setdefault("steps_per_print", 10**9)  # our loop logs; DeepSpeed's own step prints are noise
-    return ds
-
-
-def load_ds_json(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"DeepSpeed config {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: must hold a JSON object")
-    return data
 
 
 def _disable_cpu_shm_comm() -> None:
@@ -210,32 +93,70 @@ def init_distributed(env: DistEnv) -> None:
 class DeepSpeedEngine:
     """A DeepSpeed engine behind the loop's :class:`Engine` interface.
 
+    The process group starts here; ``deepspeed.initialize`` runs here too, or, with
+    ``defer_initialize``, when the engine is first used. Deferring is what lets a run resume at
+    another world size through DeepSpeed's public route: ``checkpoint.load_universal`` is read
+    only when DeepSpeed is initialised, and which layout a resume loads is known only at
+    :meth:`load`, which then initialises with the key set (:func:`.ds_config.with_universal_load`).
+    Until then the collectives work (they need only the process group) and nothing is wrapped.
+
     Args:
         model: the MOSAIC model, identically initialised on every rank (same seed).
         cfg: run config.
         env: this rank's place in the job.
-        ds_config: a resolved DeepSpeed config (:func:`resolve_ds_config`).
+        ds_config: a resolved DeepSpeed config (:func:`.ds_config.resolve_ds_config`).
+        defer_initialize: initialise DeepSpeed at first use rather than now (what training
+            does); eager, a failure to build the optimizer shows at construction (what the
+            benchmarks want), and a checkpoint of another world size cannot be loaded.
     """
 
-    def __init__(self, model: MosaicModel, cfg: RunConfig, env: DistEnv, ds_config: dict[str, Any]) -> None:
-        import deepspeed
-
+    def __init__(
+        self,
+        model: MosaicModel,
+        cfg: RunConfig,
+        env: DistEnv,
+        ds_config: dict[str, Any],
+        defer_initialize: bool = False,
+    ) -> None:
         init_distributed(env)
         self.cfg, self.env = cfg, env
-        tc = cfg.train
+        self.world_size: int = env.world_size
+        self.module: MosaicModel = model  # DeepSpeed wraps this object in place (bf16, ZeRO-3 shards)
+        # DeepSpeed's choice too: init_distributed made this rank's GPU the current one.
+        self.device: torch.device = pick_device()
+        self.zero_stage: int = int(ds_config.get("zero_optimization", {}).get("stage", 0))  # DeepSpeed's default
+        self.peak_flops: float = peak_flops_for(self.device, cfg.logging.peak_tflops)
+        self.checkpoint_safe_globals: tuple[type, ...] = deepspeed_safe_globals()
+        self._ds_config = ds_config
+        self._wrapped = None  # DeepSpeed's engine, once initialised
+        self._agree_calls = 0
+        if not defer_initialize:
+            self._initialize(ds_config)
+
+    def _initialize(self, ds_config: dict[str, Any]) -> None:
+        import deepspeed
+
+        tc = self.cfg.train
         # The schedule is a torch LambdaLR over the same pure function as the plain engine's, so
         # both engines (and resumed runs) use exactly the same LR at every step.
         schedule = lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
-        self._ds, _, _, _ = deepspeed.initialize(
-            model=model, model_parameters=param_groups(model, cfg), config=ds_config, lr_scheduler=schedule
+        self._wrapped, _, _, _ = deepspeed.initialize(
+            model=self.module,
+            model_parameters=param_groups(self.module, self.cfg),
+            config=ds_config,
+            lr_scheduler=schedule,
         )
         if tc.compile:
-            self._ds.compile()  # DeepSpeed's own entry, so ZeRO's hooks stay outside the graph
-        self.module: MosaicModel = self._ds.module
-        self.device: torch.device = torch.device(self._ds.device)
-        self.zero_stage: int = self._ds.zero_optimization_stage()
-        self.peak_flops: float = peak_flops_for(self.device, cfg.logging.peak_tflops)
-        self._agree_calls = 0
+            self._wrapped.compile()  # DeepSpeed's own entry, so ZeRO's hooks stay outside the graph
+        if torch.device(self._wrapped.device) != self.device:
+            raise RuntimeError(f"DeepSpeed placed rank {self.env.rank} on {self._wrapped.device}, not {self.device}")
+
+    @property
+    def _ds(self):
+        """DeepSpeed's engine, initialised now if nothing has needed it yet (a fresh run)."""
+        if self._wrapped is None:
+            self._initialize(self._ds_config)
+        return self._wrapped
 
     @property
     def global_steps(self) -> int:
@@ -275,11 +196,7 @@ class DeepSpeedEngine:
         params = (getattr(p, "ds_tensor", p) for p in self.module.parameters())
         return all_finite(params, self.device)
 
-    @property
-    def checkpoint_safe_globals(self) -> tuple[type, ...]:
-        return deepspeed_safe_globals()
-
-    # -- collectives used by the runner and the loop -------------------------------------------
+    # -- collectives used by the runner and the loop (the process group suffices) -------------
 
     def barrier(self) -> None:
         import deepspeed.comm as dist
@@ -325,17 +242,8 @@ class DeepSpeedEngine:
         ``universal_checkpoint_info`` is what ``ds_to_universal`` requires of checkpoints not
         written by Megatron; with it a checkpoint can be resumed at another world size.
         """
-        from deepspeed.checkpoint.constants import (
-            UNIVERSAL_CHECKPOINT_INFO,
-            UNIVERSAL_CHECKPOINT_VERSION_KEY,
-            UNIVERSAL_CHECKPOINT_VERSION_VALUE,
-        )
-
         ckpt_dir = Path(ckpt_dir)
-        state = {
-            **client_state,
-            UNIVERSAL_CHECKPOINT_INFO: {UNIVERSAL_CHECKPOINT_VERSION_KEY: UNIVERSAL_CHECKPOINT_VERSION_VALUE},
-        }
+        state = {**client_state, **universal_checkpoint_info()}
         self._ds.save_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name, client_state=state, save_latest=False)
         # RNG streams are per rank (dropout differs per rank), so each rank keeps its own file.
         rng = {
@@ -345,37 +253,30 @@ class DeepSpeedEngine:
         torch.save(rng, ckpt_dir / _rng_file(self.env.rank))
         self.barrier()
         if self.env.is_main:
-            torch.save(self._fp32_state_dict(ckpt_dir), ckpt_dir / "model.pt")
+            # Full precision from the shards just written: the module may hold bf16 or a ZeRO-3 shard.
+            torch.save(fp32_state_dict(ckpt_dir), ckpt_dir / "model.pt")
         self.barrier()
-
-    def _fp32_state_dict(self, ckpt_dir: Path) -> dict[str, torch.Tensor]:
-        """Full-precision weights gathered from the ZeRO shards just written (any stage).
-
-        The fp32 master copies live partitioned in the optimizer (the module may hold bf16
-        copies, or under ZeRO-3 only a shard), so rank 0 rebuilds them from the files every
-        rank has written, DeepSpeed's documented consolidation path. This reads the optimizer
-        shards (about 16 bytes per parameter) into rank 0's host memory.
-        """
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-        with _quiet(), restricted_loading(deepspeed_safe_globals()):  # it prints per-shard progress
-            sd = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
-        # Clone: the tensors are views into one flat buffer; saved as views they drag it along.
-        return {k: v.detach().to(torch.float32).clone() for k, v in sd.items()}
 
     def load(self, ckpt_dir: Path) -> dict[str, Any]:
         """Restore weights, optimizer, LR schedule and RNG; returns the saved client state.
 
         At the saved world size DeepSpeed loads its own files. At another one the per-rank ZeRO
         partitions no longer fit, so rank 0 converts the checkpoint into a universal one beside
-        it (``ds_to_universal``) and every rank loads that with ``load_universal``; the
-        conversion is removed afterwards (it is rebuilt from the original when needed). Every
-        read runs under :func:`restricted_loading`; the caller has verified the files already.
+        it (``ds_to_universal``) and every rank loads that, DeepSpeed initialised with
+        ``checkpoint.load_universal``; the conversion is removed afterwards (it is rebuilt from
+        the original when needed). Every read runs under :func:`restricted_loading`; the caller
+        has verified the files already.
+
+        Raises:
+            CheckpointError: DeepSpeed cannot load it, or it needs the universal load and this
+                engine was initialised before the checkpoint was known (``defer_initialize``).
         """
         ckpt_dir = Path(ckpt_dir)
         client = read_client_state(ckpt_dir)
         saved_world = int(client.get("world_size", self.env.world_size))
-        if saved_world == self.env.world_size:
+        universal = saved_world != self.env.world_size
+        self._initialize_for_load(ckpt_dir, universal)
+        if not universal:
             self._load_deepspeed(ckpt_dir)
             rng_path = ckpt_dir / _rng_file(self.env.rank)
             if rng_path.is_file():
@@ -384,28 +285,35 @@ class DeepSpeedEngine:
                 if self.device.type == "cuda" and rng["cuda"].numel():
                     torch.cuda.set_rng_state(rng["cuda"], self.device)
             return client
-        universal = ckpt_dir.parent / f"{UNIVERSAL_PREFIX}{ckpt_dir.name}"
+        converted = universal_dir(ckpt_dir)
         if self.env.is_main:
             log.info(
                 "checkpoint %s was written by %d ranks, this run has %d: converting it to a universal checkpoint in %s",
                 ckpt_dir,
                 saved_world,
                 self.env.world_size,
-                universal,
+                converted,
             )
-            convert_to_universal(ckpt_dir, universal)
+            convert_to_universal(ckpt_dir, converted)
         self.barrier()
-        # load_universal is read from the config at load time only; switch it on for this load.
-        self._ds._config.load_universal_checkpoint = True
-        try:
-            self._load_deepspeed(universal)
-        finally:
-            self._ds._config.load_universal_checkpoint = False
+        self._load_deepspeed(converted)
         self.barrier()
         if self.env.is_main:
-            shutil.rmtree(universal, ignore_errors=True)
+            shutil.rmtree(converted, ignore_errors=True)
         # RNG: the saved streams belonged to another rank layout; keep this run's seeded ones.
         return client
+
+    def _initialize_for_load(self, ckpt_dir: Path, universal: bool) -> None:
+        """Initialise DeepSpeed for loading ``ckpt_dir`` in its layout, or check that it already can."""
+        if self._wrapped is None:
+            self._initialize(with_universal_load(self._ds_config, universal))
+        elif bool(self._wrapped.load_universal_checkpoint()) != universal:
+            raise CheckpointError(
+                ckpt_dir,
+                f"{'needs' if universal else 'cannot use'} DeepSpeed's universal load (written by another number "
+                "of ranks), which DeepSpeed fixes when it is initialised; this engine was initialised before the "
+                "checkpoint was known (build it with defer_initialize=True)",
+            )
 
     def _load_deepspeed(self, ckpt_dir: Path) -> None:
         """DeepSpeed's ``load_checkpoint`` with restricted unpickling and one-line errors."""
@@ -426,32 +334,13 @@ class DeepSpeedEngine:
         apply_hyperparameters(self._ds.optimizer, self._ds.lr_scheduler, self.cfg)
 
 
-def convert_to_universal(ckpt_dir: Path, out_dir: Path) -> None:
-    """``ds_to_universal`` in-process, serially (no worker pool: ranks already fill the cores)."""
-    from deepspeed.checkpoint import ds_to_universal
-
-    shutil.rmtree(out_dir, ignore_errors=True)
-    args = Namespace(
-        input_folder=str(ckpt_dir),
-        output_folder=str(out_dir),
-        num_extract_workers=1,
-        num_merge_workers=1,
-        keep_temp_folder=False,
-        strict=True,
-        inject_missing_state=False,
-    )
-    with _quiet(), restricted_loading(deepspeed_safe_globals()):
-        ds_to_universal.main(args)
-    # It also writes DeepSpeed's own `latest_universal` pointer beside the output; ours is `latest`.
-    (out_dir.parent / "latest_universal").unlink(missing_ok=True)
-
-
 def deepspeed_engine_factory(
-    ds_config_path: Path | str, yaml_source: str = "the run config"
+    ds_config_path: Path | str, yaml_source: str = "the run config", defer_initialize: bool = False
 ) -> Callable[[MosaicModel, RunConfig, DistEnv], DeepSpeedEngine]:
     """A ``run_training`` engine factory for the DeepSpeed JSON at ``ds_config_path``.
 
-    ``yaml_source`` names the run config file in conflict messages.
+    ``yaml_source`` names the run config file in conflict messages. ``defer_initialize``: see
+    :class:`DeepSpeedEngine` (training passes True, so that it can resume at another world size).
 
     The JSON is read now (a missing or malformed file fails before any process group starts) and
     checked against the run config when the engine is built, before ``init_distributed``, so a
@@ -464,7 +353,7 @@ def deepspeed_engine_factory(
         resolved = resolve_ds_config(
             raw, cfg, env.world_size, cuda=torch.cuda.is_available(), ds_source=str(path), yaml_source=yaml_source
         )
-        return DeepSpeedEngine(model, cfg, env, resolved)
+        return DeepSpeedEngine(model, cfg, env, resolved, defer_initialize=defer_initialize)
 
     return factory
 
@@ -473,7 +362,7 @@ def profile_forward_flops(model: torch.nn.Module, kwargs: dict[str, Any]) -> flo
     """Forward FLOPs of one ``model(**kwargs)`` call counted by DeepSpeed's flops profiler.
 
     Used by ``bench throughput`` to cross-check ``MosaicModel.flops_per_sample``; it lives here
-    because this is the one module that imports DeepSpeed.
+    because this module is the engine side of DeepSpeed.
     """
     from deepspeed.profiling.flops_profiler import get_model_profile
 

@@ -2,7 +2,10 @@
 
 The loop calls ``forward``, ``backward`` and ``step`` once per micro-batch; the engine decides
 when a micro-batch closes an accumulation window and the optimizer really steps (DeepSpeed's
-contract, mirrored here so one loop drives both). Only ``deepspeed_engine.py`` imports DeepSpeed.
+contract, mirrored here so one loop drives both), and ``step`` says so. The collectives the
+runner and the loop need (a barrier, the stop agreement, the mean over ranks) are engine
+methods too, so one process gets trivial ones and nothing is looked up by name. Only the
+DeepSpeed modules (``deepspeed_engine.py``, ``ds_checkpoint.py``) import DeepSpeed.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from ..config import RunConfig
 from ..data.batch import Batch
 from ..devices import choose_device
 from ..model import ModelOutput, MosaicModel
-from .safe_load import CheckpointError, safe_torch_load
+from .safe_load import CheckpointError, SafeGlobals, safe_torch_load
 from .schedule import lr_factor
 
 
@@ -28,6 +31,9 @@ class Engine(Protocol):
     module: MosaicModel
     device: torch.device
     global_steps: int
+    world_size: int  # data-parallel ranks the engine spans (1: one process)
+    peak_flops: float  # peak FLOP/s of one device, for MFU; 0: MFU not reported
+    checkpoint_safe_globals: SafeGlobals  # classes the engine's checkpoint files may hold (see safe_load)
 
     def forward(self, batch: Batch) -> ModelOutput: ...
 
@@ -57,6 +63,18 @@ class Engine(Protocol):
 
     def load(self, ckpt_dir: Path) -> dict[str, Any]:
         """Restore state from ``ckpt_dir``; returns the client state saved with it."""
+        ...
+
+    def barrier(self) -> None:
+        """Wait until every rank gets here (checkpoint writes are split over ranks)."""
+        ...
+
+    def agree_stop(self, flag: bool) -> bool:
+        """True on every rank once any rank passed True (may be checked only every few calls)."""
+        ...
+
+    def reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` averaged over ranks, the same on every rank (logged losses, non-finite flags)."""
         ...
 
 
@@ -116,7 +134,16 @@ def pick_device() -> torch.device:
 
 
 class PlainEngine:
-    """One process, CPU or one GPU: AdamW, warm-up + cosine LR, clipping, accumulation, bf16 autocast."""
+    """One process, CPU or one GPU: AdamW, warm-up + cosine LR, clipping, accumulation, bf16 autocast.
+
+    Alone, it needs no collectives: the barrier does nothing, the stop agreement and the mean over
+    ranks return what they are given. Its checkpoints hold only tensors and plain containers, and
+    it reports no MFU (``peak_flops`` 0), as it never has.
+    """
+
+    world_size = 1
+    peak_flops = 0.0
+    checkpoint_safe_globals: SafeGlobals = ()
 
     def __init__(self, model: MosaicModel, cfg: RunConfig, device: torch.device | None = None) -> None:
         self.device = device or pick_device()
@@ -205,3 +232,12 @@ class PlainEngine:
         if torch.cuda.is_available() and state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return read_client_state(ckpt_dir)
+
+    def barrier(self) -> None:
+        return None
+
+    def agree_stop(self, flag: bool) -> bool:
+        return flag
+
+    def reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor

@@ -1,8 +1,9 @@
 """The training loop shared by the plain and the DeepSpeed engines.
 
-Micro-batch -> forward -> loss -> backward -> engine.step, with periodic metrics, validation,
-checkpoints, a non-finite guard and clean stops. It knows nothing of the engine's internals:
-the engine hides accumulation, precision, ZeRO and communication.
+Micro-batch -> forward -> loss -> backward -> engine.step, repeated until the engine says the
+optimizer stepped, with periodic metrics, validation, checkpoints, a non-finite guard and clean
+stops. It knows nothing of the engine's internals: the engine hides accumulation (the window
+closes when ``step`` says so), precision, ZeRO and communication (its collectives).
 
 The non-finite guard watches three things, because a diverging run can corrupt the weights while
 the loss still looks finite: the loss of every micro-batch, the gradient norm of every optimizer
@@ -17,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +25,12 @@ import torch
 
 from ..config import RunConfig
 from ..data.normalization import NormStats
+from ..data.prefetch import DevicePrefetcher
 from ..data.reader import ReaderPosition, ShardedReader
 from ..loss import masked_regression_loss
 from ..schema import CatalogSchema
 from .checkpoint import CheckpointManager
+from .engine import Engine
 from .metrics import MetricsLogger, ThroughputMeter
 from .step import train_step
 from .stop import StopRequest
@@ -53,8 +55,26 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _identity_mean(t: torch.Tensor) -> torch.Tensor:
-    return t
+Reader = ShardedReader | DevicePrefetcher  # the same interface; the runner hands the loop prefetchers
+
+
+@dataclass(frozen=True)
+class RunIO:
+    """What one run reads and writes, built by the runner and handed to the loop as one.
+
+    Attributes:
+        reader: training batches (``iter_from`` a data position).
+        checkpoints: where checkpoints are saved.
+        metrics: where metric records go (a no-op on ranks other than 0).
+        stop: the stop request (signals, wall-time budget), combined over ranks by the engine.
+        val_reader: validation batches, or None to train without validation losses.
+    """
+
+    reader: Reader
+    checkpoints: CheckpointManager
+    metrics: MetricsLogger
+    stop: StopRequest
+    val_reader: Reader | None = None
 
 
 def rescale_position(position: ReaderPosition, old_global_batch: int, new_global_batch: int) -> ReaderPosition:
@@ -69,8 +89,8 @@ def rescale_position(position: ReaderPosition, old_global_batch: int, new_global
 
 @torch.no_grad()
 def validation_loss(
-    engine,
-    reader: ShardedReader,
+    engine: Engine,
+    reader: Reader,
     n_batches: int,
     loss_on: str,
     loss_weights: dict[str, float] | None = None,
@@ -95,21 +115,16 @@ def validation_loss(
 
 def train_loop(
     cfg: RunConfig,
-    engine,
-    reader: ShardedReader,
+    engine: Engine,
+    io: RunIO,
     schema: CatalogSchema,
     stats: NormStats,
-    checkpoints: CheckpointManager,
-    metrics: MetricsLogger,
-    stop: StopRequest,
-    val_reader: ShardedReader | None = None,
     resume_from: Path | None = None,
-    max_steps: int | None = None,
-    peak_flops: float = 0.0,
-    reduce_mean: Callable[[torch.Tensor], torch.Tensor] = _identity_mean,
-    world_size: int = 1,
 ) -> TrainResult:
-    """Train until ``max_steps`` optimizer steps, a stop request, or a non-finite loss.
+    """Train until ``cfg.train.max_steps`` optimizer steps, a stop request, or a non-finite loss.
+
+    ``schema`` and ``stats`` describe the catalog; every checkpoint carries them. The engine
+    supplies the collectives (mean over ranks, the stop agreement) and the world size.
 
     Returns:
         TrainResult with the steps done and the last checkpoint written.
@@ -118,9 +133,10 @@ def train_loop(
         NonFiniteLossError: the loss became NaN/inf; no checkpoint is written after it.
     """
     tc = cfg.train
-    max_steps = tc.max_steps if max_steps is None else max_steps
+    max_steps = tc.max_steps
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    world_size = engine.world_size
     position = ReaderPosition()
     if resume_from is not None:
         client = engine.load(resume_from)
@@ -144,9 +160,9 @@ def train_loop(
             engine.global_steps,
             *position.__dict__.values(),
         )
-    stream = reader.iter_from(position)
+    stream = io.reader.iter_from(position)
     model = engine.module
-    meter = ThroughputMeter(model.flops_per_sample(), peak_flops, n_devices=world_size, device=engine.device)
+    meter = ThroughputMeter(model.flops_per_sample(), engine.peak_flops, n_devices=world_size, device=engine.device)
     meter.reset(engine.global_steps)
     names = list(schema.names)
     running = torch.zeros(len(names) + 1, device=engine.device)
@@ -160,7 +176,7 @@ def train_loop(
     def stop_if_nonfinite(step: int) -> None:
         # Decided over all ranks (the reduced flags are the same everywhere), so that no rank is
         # left waiting in a collective while another stops.
-        flags = reduce_mean(bad.float()).tolist()
+        flags = engine.reduce_mean(bad.float()).tolist()
         what = [w for w, f in zip(NONFINITE_WHAT, flags, strict=True) if f > 0]
         if what:
             raise NonFiniteLossError(
@@ -177,16 +193,18 @@ def train_loop(
             "world_size": world_size,
             "micro_batch_size": cfg.data.micro_batch_size,
         }
-        return checkpoints.save(engine, engine.global_steps, state, cfg, schema, stats)
+        return io.checkpoints.save(engine, engine.global_steps, state, cfg, schema, stats)
 
     reason = ""
     while engine.global_steps < max_steps:
-        for _ in range(tc.grad_accum_steps):
+        stepped = False
+        while not stepped:  # micro-batches until the engine closes its accumulation window
             t0 = time.perf_counter()
             position, batch = next(stream)
             b = batch.to_torch(engine.device)
             meter.add(b.size * world_size, time.perf_counter() - t0)
             out = train_step(engine, b, tc.loss_on, tc.loss_weights, tc.nll_beta, tc.nll_variance)
+            stepped = out.stepped
             detached = torch.stack([out.total.detach(), *(out.per_modality[n].detach() for n in names)])
             bad[0] |= ~torch.isfinite(detached[0])
             running += detached
@@ -194,7 +212,7 @@ def train_loop(
         bad[1] |= ~engine.update_finite()
         step = engine.global_steps
         if (tc.log_every and step % tc.log_every == 0) or step == max_steps:
-            mean = reduce_mean(running / max(n_running, 1)).tolist()
+            mean = engine.reduce_mean(running / max(n_running, 1)).tolist()
             stop_if_nonfinite(step)
             if not math.isfinite(mean[0]):  # the reduced mean is the same on every rank
                 raise NonFiniteLossError(f"loss is {mean[0]} at step {step}; stopping, last good checkpoint kept")
@@ -205,20 +223,20 @@ def train_loop(
                 record["optim/grad_norm"] = gn
             record.update(meter.report(step))
             record["progress/epoch"] = position.epoch
-            metrics.log(step, record)
+            io.metrics.log(step, record)
             history.append({"step": step, **record})
             running.zero_()
             n_running = 0
-        if val_reader is not None and tc.eval_every and step % tc.eval_every == 0:
+        if io.val_reader is not None and tc.eval_every and step % tc.eval_every == 0:
             val = validation_loss(
-                engine, val_reader, tc.eval_batches, tc.loss_on, tc.loss_weights, tc.nll_beta, tc.nll_variance
+                engine, io.val_reader, tc.eval_batches, tc.loss_on, tc.loss_weights, tc.nll_beta, tc.nll_variance
             )
-            metrics.log(step, val)
+            io.metrics.log(step, val)
             history.append({"step": step, **val})
         if tc.save_every and step % tc.save_every == 0 and step < max_steps:
             last_ckpt = save()
-        if stop.should_stop():
-            reason = stop.reason
+        if io.stop.should_stop():
+            reason = io.stop.reason
             break
     if engine.global_steps > start_step or last_ckpt is None:
         last_ckpt = save()  # a finished run resumed again has nothing new to save

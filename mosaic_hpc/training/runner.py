@@ -27,12 +27,12 @@ from ..data.reader import ShardedReader
 from ..data.validation import training_range
 from ..dist_env import DistEnv
 from ..loss import check_loss_weights
-from ..model import build_model
+from ..model import MosaicModel, build_model
 from .checkpoint import CheckpointManager, Ranks, checkpoint_step, write_run_metadata
 from .config_fit import fit_and_report
-from .engine import PlainEngine
+from .engine import Engine, PlainEngine
 from .init_from import load_pretrained
-from .loop import TrainResult, train_loop
+from .loop import RunIO, TrainResult, train_loop
 from .metrics import JsonlSink, MetricsLogger, drop_records_after
 from .resume_check import check_allowed_keys, check_resume
 from .run_lock import RunLock
@@ -43,7 +43,10 @@ log = logging.getLogger("mosaic_hpc.train")
 VAL_SEED_OFFSET = 1_000_003  # validation masks differ from any training epoch's masks
 
 
-def plain_engine_factory(model, cfg: RunConfig, env: DistEnv):
+EngineFactory = Callable[[MosaicModel, RunConfig, DistEnv], Engine]
+
+
+def plain_engine_factory(model: MosaicModel, cfg: RunConfig, env: DistEnv) -> PlainEngine:
     if env.world_size > 1:
         raise ValueError(
             f"the plain engine runs one process, but the launcher started {env.world_size}; "
@@ -117,7 +120,7 @@ def run_training(
     data_dir: Path,
     run_dir: Path,
     env: DistEnv | None = None,
-    engine_factory: Callable = plain_engine_factory,
+    engine_factory: EngineFactory = plain_engine_factory,
     resume: str = "auto",
     max_steps: int | None = None,
     extra_sinks: list | None = None,
@@ -147,9 +150,7 @@ def run_training(
     check_allowed_keys(allow_change)
     lock = RunLock(run_dir).acquire() if env.is_main else None
     try:
-        return _run(
-            cfg, data_dir, run_dir, env, engine_factory, resume, max_steps, extra_sinks, init_from, allow_change
-        )
+        return _run(cfg, data_dir, run_dir, env, engine_factory, resume, extra_sinks, init_from, allow_change)
     finally:
         if lock is not None:
             lock.release()
@@ -160,9 +161,8 @@ def _run(
     data_dir: Path,
     run_dir: Path,
     env: DistEnv,
-    engine_factory: Callable,
+    engine_factory: EngineFactory,
     resume: str,
-    max_steps: int | None,
     extra_sinks: list | None,
     init_from: Path | str | None,
     allow_change: tuple[str, ...],
@@ -189,12 +189,10 @@ def _run(
     engine = engine_factory(model, cfg, env)
     reader = DevicePrefetcher(reader, engine.device)  # pinned batches copied ahead; loop's to_torch is a no-op
     val_reader = DevicePrefetcher(val_reader, engine.device) if val_reader is not None else None
-    barrier = getattr(engine, "barrier", lambda: None)
-    reduce_mean = getattr(engine, "reduce_mean", lambda t: t)
-    any_rank = lambda flag: bool(reduce_mean(torch.tensor(float(flag), device=engine.device)) > 0)
-    ranks = Ranks(env.rank, env.world_size, barrier, any_rank)
+    any_rank = lambda flag: bool(engine.reduce_mean(torch.tensor(float(flag), device=engine.device)) > 0)
+    ranks = Ranks(env.rank, env.world_size, engine.barrier, any_rank)
     checkpoints = CheckpointManager(run_dir, cfg.train.keep_last, ranks)
-    resume_from = checkpoints.resolve(resume, getattr(engine, "checkpoint_safe_globals", ()))
+    resume_from = checkpoints.resolve(resume, engine.checkpoint_safe_globals)
     if resume_from is not None:  # before anything is written: a refused resume changes nothing
         stats = check_resume(resume_from, cfg, schema, stats, allow_change, env.world_size)
         for cat in (train_cat, val_cat):
@@ -210,7 +208,7 @@ def _run(
             drop_records_after(run_dir / "metrics.jsonl", checkpoint_step(resume_from))
     sinks = [JsonlSink(run_dir / "metrics.jsonl")] if env.is_main else []
     metrics = MetricsLogger(sinks + list(extra_sinks or []), enabled=env.is_main)
-    stop = StopRequest(cfg.train.wall_time_budget_s, getattr(engine, "agree_stop", lambda f: f)).install()
+    stop = StopRequest(cfg.train.wall_time_budget_s, engine.agree_stop).install()
     log.info(
         "training %s: %d params, %d tokens/galaxy, %d train rows, rank %d/%d",
         cfg.name,
@@ -222,22 +220,8 @@ def _run(
     )
     t0 = time.perf_counter()
     try:
-        result = train_loop(
-            cfg,
-            engine,
-            reader,
-            schema,
-            stats,
-            checkpoints,
-            metrics,
-            stop,
-            val_reader=val_reader,
-            resume_from=resume_from,
-            max_steps=max_steps,
-            peak_flops=getattr(engine, "peak_flops", 0.0),
-            reduce_mean=reduce_mean,
-            world_size=env.world_size,
-        )
+        io = RunIO(reader, checkpoints, metrics, stop, val_reader)
+        result = train_loop(cfg, engine, io, schema, stats, resume_from)
     finally:
         stop.uninstall()
         metrics.close()

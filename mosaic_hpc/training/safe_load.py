@@ -71,7 +71,7 @@ def safe_torch_load(
         path: the torch file.
         map_location: as for ``torch.load``.
         safe_globals: classes the restricted unpickler may build besides tensors and containers
-            (DeepSpeed's optimizer states need three; see ``deepspeed_engine``).
+            (DeepSpeed's optimizer states need three; see ``ds_checkpoint``).
         mmap: map tensor storages instead of reading them (verifying the pickle of a large
             optimizer shard then costs almost no I/O); ignored for legacy non-zip files.
 

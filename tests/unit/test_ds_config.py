@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mosaic_hpc.config import RunConfig, TrainConfig
-from mosaic_hpc.training.deepspeed_engine import load_ds_json, resolve_ds_config
+from mosaic_hpc.training.ds_config import load_ds_json, resolve_ds_config, with_universal_load
 from mosaic_hpc.training.schedule import lr_factor
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -93,6 +93,17 @@ def test_conflicts_name_both_files_and_keys(raw, json_key, yaml_key):
 def test_unsupported_requests_are_refused(raw, message):
     with pytest.raises(ValueError, match=message):
         resolve_ds_config(raw, _cfg(), world_size=1, cuda=False)
+
+
+def test_universal_load_is_the_config_key_deepspeed_reads_at_initialize():
+    """DeepSpeed's public route (no load_checkpoint argument exists): the key, set per checkpoint."""
+    raw = {"zero_optimization": {"stage": 2}}
+    assert with_universal_load(raw, True)["checkpoint"] == {"load_universal": True}
+    assert with_universal_load(raw, False)["checkpoint"] == {"load_universal": False}
+    assert raw == {"zero_optimization": {"stage": 2}}  # not modified
+    assert with_universal_load({"checkpoint": {"load_universal": "auto"}}, True)["checkpoint"]["load_universal"]
+    with pytest.raises(ValueError, match="checkpoint.load_universal=True"):
+        with_universal_load({"checkpoint": {"load_universal": True}}, False)
 
 
 def test_bad_json_file(tmp_path):

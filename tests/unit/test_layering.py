@@ -19,7 +19,7 @@ import mosaic_hpc
 
 PKG = Path(mosaic_hpc.__file__).parent
 OWNERS = {
-    "deepspeed": {"training/deepspeed_engine.py", "train.py"},
+    "deepspeed": {"training/deepspeed_engine.py", "training/ds_checkpoint.py", "train.py"},
     "mpi4py": {"data/reader.py", "data/mock/generator.py"},
     "wandb": {"training/wandb_sink.py"},
     "umap": {"evaluation/embedding.py"},

@@ -35,6 +35,8 @@ VARIANTS: dict[str, list[str]] = {
     "all_given_counts": ["masking.max_given=0"],
     "no_partial_cuts": ["masking.p_partial=0.0"],
     "cuts_anywhere_0.5": ["masking.cut_anywhere=0.5"],
+    "cuts_anywhere_1.0": ["masking.cut_anywhere=1.0"],
+    "anywhere_partial_0.6": ["masking.cut_anywhere=0.5", "masking.p_partial=0.6"],
     "loss_on_all": ["train.loss_on=all"],
     "no_mask_or_missing_embedding": ["model.mask_embedding=false", "model.missing_embedding=false"],
     "equal_loss_weights": ["train.loss_weights={}"],

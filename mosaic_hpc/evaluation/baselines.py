@@ -102,16 +102,17 @@ def knn_predict(
     """Distance-weighted mean of the ``k`` nearest fitting rows' targets, NaN-aware per value.
 
     A neighbour's missing value (an SFH bin after its cosmic time) is left out of that value's
-    mean instead of poisoning it; a value missing in every neighbour takes the fitting rows' mean,
-    so the baseline has a prediction for every value MOSAIC is scored on. Rows are processed in
+    mean instead of poisoning it; a value missing in every neighbour takes the fitting rows' mean
+    (or, for a bin no fitting row has, the nearest bin's), so the baseline has a prediction for
+    every value MOSAIC is scored on. Rows are processed in
     chunks: the gathered neighbour targets are [chunk, k, L] (L = 921 for the SED).
     """
     from sklearn.neighbors import NearestNeighbors
 
     index = NearestNeighbors(n_neighbors=min(k, len(x_fit)), n_jobs=n_jobs).fit(x_fit)
-    with warnings.catch_warnings():  # a bin missing in every fitting row stays NaN: never scored
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        fallback = np.nanmean(y_fit, axis=0)
+        fallback = _fill_along_axis(np.nanmean(y_fit, axis=0))
     out = np.empty((len(x), y_fit.shape[1]))
     for s in range(0, len(x), chunk_rows):
         dist, idx = index.kneighbors(x[s : s + chunk_rows])
@@ -123,6 +124,19 @@ def knn_predict(
             pred = (np.where(valid, y, 0.0) * wv).sum(axis=1) / wv.sum(axis=1)
         out[s : s + chunk_rows] = np.where(np.isnan(pred), fallback[None, :], pred)
     return out
+
+
+def _fill_along_axis(mean: np.ndarray) -> np.ndarray:
+    """Bins missing in every fitting row take the nearest defined bin's mean.
+
+    A subsample can miss a bin that a scored row has (the SFH bin of the lowest-redshift test
+    galaxy's last Gyr); without a value there the baseline's MAE of the whole cell would be NaN.
+    """
+    ok = np.flatnonzero(~np.isnan(mean))
+    if len(ok) == 0 or len(ok) == len(mean):
+        return mean
+    nearest = ok[np.abs(np.arange(len(mean))[:, None] - ok[None, :]).argmin(axis=1)]
+    return mean[nearest]
 
 
 def forest_predict(x_fit: np.ndarray, y_fit: np.ndarray, x: np.ndarray, settings: BaselineSettings) -> np.ndarray:

@@ -74,6 +74,16 @@ def test_knn_skips_missing_neighbour_values_and_falls_back_to_the_mean():
     assert pred[0, 1] == pytest.approx(7.0)  # both neighbours lack it: the fitting rows' mean
 
 
+def test_knn_predicts_a_bin_no_fitting_row_has_from_the_nearest_bin():
+    # a subsample can miss the last SFH bin of the lowest-redshift scored galaxy: the baseline
+    # must still predict it, or the whole cell's MAE is NaN (seen on the 200,000-galaxy mock)
+    x_fit = np.array([[0.0], [1.0]])
+    y_fit = np.array([[1.0, 2.0, np.nan], [3.0, np.nan, np.nan]])
+    pred = knn_predict(x_fit, y_fit, np.array([[0.5]]), k=2)
+    assert np.isfinite(pred).all()
+    assert pred[0, 2] == pytest.approx(2.0)  # the nearest defined bin's fitting mean
+
+
 def test_fit_rows_are_a_seeded_subsample_above_the_budget(toy_catalog_dir):
     train = Catalog.open(toy_catalog_dir, "train")
     small = BaselineSettings(max_fit_rows=500, seed=1)

@@ -84,6 +84,7 @@ def variant_row(name: str, out: Path, args: argparse.Namespace, baseline: dict |
     done, metrics_path = vdir / "ablation.json", vdir / "eval" / "metrics.json"
     if done.exists():
         seconds = json.loads(done.read_text())["train_seconds"]
+        baseline = baseline or shared_baseline(out, args.split)
     else:
         vdir.mkdir(parents=True, exist_ok=True)
         cli = [sys.executable, "-m", "mosaic_hpc.cli"]
@@ -99,7 +100,6 @@ def variant_row(name: str, out: Path, args: argparse.Namespace, baseline: dict |
             evaluate += ["--baselines", "none"]
         run(evaluate, vdir / "evaluate.log")
     metrics = json.loads(metrics_path.read_text())
-    baseline = baseline or shared_baseline(out, args.split)
     row = summarise(name, metrics, baseline, args, seconds)
     done.write_text(json.dumps(row, indent=1))
     return row, metrics
@@ -111,14 +111,12 @@ def shared_baseline(out: Path, split: str) -> dict | None:
     Sweeps may run as several processes on one directory (one variant each, to use the cores);
     the first to evaluate fits the baselines and the others reuse them.
     """
-    for path in sorted(out.glob("*/eval/metrics.json")):
-        metrics = json.loads(path.read_text())
-        ran = (
-            json.loads((path.parent.parent / "ablation.json").read_text())
-            if (path.parent.parent / "ablation.json").exists()
-            else {}
-        )
-        if ran.get("split") == split and any(c["baseline_mae"] for c in metrics["configurations"]):
+    for done in sorted(out.glob("*/ablation.json")):
+        metrics_path = done.parent / "eval" / "metrics.json"
+        if json.loads(done.read_text()).get("split") != split or not metrics_path.exists():
+            continue
+        metrics = json.loads(metrics_path.read_text())
+        if any(c["baseline_mae"] for c in metrics["configurations"]):
             return metrics
     return None
 

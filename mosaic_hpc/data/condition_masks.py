@@ -90,7 +90,7 @@ class ConditionMasker:
     @property
     def needs_validity(self) -> bool:
         """Whether :meth:`__call__` places its cuts among the defined values (see there)."""
-        return self.active and self.p_partial > 0
+        return self.active and self.p_partial > 0 and self.cut_anywhere < 1.0
 
     def __call__(self, keys: np.ndarray, valid: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Condition masks for every row of ``keys``, [B, L] bool per modality.
@@ -117,7 +117,7 @@ class ConditionMasker:
             draws = keyed_random.uniform(keys, self._c_partial + 3 * j, 3)  # [B, 3]
             partial = (draws[:, 0] < self.p_partial) & (length > 1)
             cut = 1 + np.floor(draws[:, 2] * (length - 1)).astype(np.int64)  # 1 .. L-1 values on each side
-            if valid is not None and name in valid:
+            if valid is not None and name in valid and self.cut_anywhere < 1.0:
                 among, two_defined = _cut_among_defined(np.asarray(valid[name], bool), draws[:, 2])
                 anywhere = keyed_random.uniform(keys, self._c_anywhere + j, 1)[:, 0] < self.cut_anywhere
                 cut = np.where(anywhere, cut, among)

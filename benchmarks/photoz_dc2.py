@@ -77,6 +77,7 @@ from mosaic_hpc.config import RunConfig, load_config  # noqa: E402
 from mosaic_hpc.data.catalog import Catalog, write_catalog  # noqa: E402
 from mosaic_hpc.data.importer import SplitRule, import_catalog  # noqa: E402
 from mosaic_hpc.evaluation import photoz  # noqa: E402
+from mosaic_hpc.evaluation.pdf import Components  # noqa: E402
 from mosaic_hpc.schema import CatalogSchema  # noqa: E402
 
 log = logging.getLogger("photoz_dc2")
@@ -263,14 +264,15 @@ def train_mosaic(cfg: RunConfig, data_dir: Path, run_dir: Path, init_from: Path 
     return time.perf_counter() - t0
 
 
-def predict_mosaic(run_dir: Path, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Redshift mean and sigma (Gaussian heads) from lsst + lsst_err only, scalars hidden."""
+def predict_mosaic(run_dir: Path, rows: dict[str, np.ndarray]) -> Components:
+    """The redshift's predictive components (Gaussian or mixture heads) from lsst + lsst_err only, scalars hidden."""
+    from mosaic_hpc.evaluation.pdf import column_components
     from mosaic_hpc.evaluation.predictor import load_run
 
     pred = load_run(run_dir, device="cpu").predict({"lsst": rows["lsst"], "lsst_err": rows["lsst_err"]})
     if pred.sigma is None:
         raise ValueError(f"{run_dir}: the benchmark needs Gaussian heads (model.gaussian_heads in --config)")
-    return pred.values["scalars"][:, 0].astype(np.float64), pred.sigma["scalars"][:, 0].astype(np.float64)
+    return column_components(pred, "scalars", 0)
 
 
 def from_pdf(ens: Any) -> Estimate:
@@ -278,11 +280,11 @@ def from_pdf(ens: Any) -> Estimate:
     return np.asarray(ens.median(), np.float64).reshape(-1), ens
 
 
-def mosaic_estimate(members: list[tuple[np.ndarray, np.ndarray]]) -> Estimate:
-    """One Gaussian (one member) or the equal-weight mixture of the members' Gaussians, as a p(z)."""
-    from mosaic_hpc.evaluation.pdf import mixture_ensemble
+def mosaic_estimate(members: list[Components]) -> Estimate:
+    """One member's distribution or the equal-weight mixture of the members', as a p(z)."""
+    from mosaic_hpc.evaluation.pdf import mixture_ensemble, pool_members
 
-    return from_pdf(mixture_ensemble(np.stack([m for m, _ in members]), np.stack([s for _, s in members])))
+    return from_pdf(mixture_ensemble(*pool_members(members)))
 
 
 def rail_table(rows: dict[str, np.ndarray], nondetect: float = 99.0) -> dict[str, np.ndarray]:

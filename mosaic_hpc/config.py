@@ -72,6 +72,11 @@ class ModelConfig:
     from "hidden" (beyond the paper; off in paper mode)."""
     gaussian_heads: bool = False
     """Heads predict mean and log-variance and train with Gaussian NLL (beyond the paper)."""
+    mixture_components: int = 1
+    """With Gaussian heads: Gaussians in each value's predictive mixture (1: one Gaussian). A
+    photometric redshift's error has a narrow core and far tails (degenerate colours); one
+    Gaussian must take the tails' width everywhere and its central intervals hold the truth too
+    often, a mixture gives the core its own width (mosaic_hpc.mixture)."""
     value_embedding: str = "linear"
     """How a token's values become its embedding: 'linear' (paper App. B, ``h = W x + b``) or
     'periodic' (each value also as sines and cosines of learned frequencies, then linear: the
@@ -92,6 +97,12 @@ class ModelConfig:
         _check(self.value_embedding in VALUE_EMBEDDINGS, "model.value_embedding", f"must be one of {VALUE_EMBEDDINGS}")
         _check(self.n_frequencies >= 1, "model.n_frequencies", "must be >= 1")
         _check(self.max_frequency > 0, "model.max_frequency", "must be > 0")
+        _check(self.mixture_components >= 1, "model.mixture_components", "must be >= 1")
+        _check(
+            self.mixture_components == 1 or self.gaussian_heads,
+            "model.mixture_components",
+            "> 1 needs model.gaussian_heads: true",
+        )
         for name, p in self.patch_size.items():
             _check(isinstance(p, int) and p >= 1, f"model.patch_size.{name}", "must be an integer >= 1")
 
@@ -207,6 +218,10 @@ class TrainConfig:
     """With nll_beta > 0: 'beta' weights the whole NLL (Seitzer et al.); 'plain' weights only the
     mean's part and fits the variance by plain NLL, so a precise value's variance does not lag
     behind its mean and end too wide (loss.token_losses)."""
+    ema_decay: float = 0.0
+    """Decay per step of the moving average of the weights that checkpoints hand out for
+    prediction, export and fine-tuning (0: the last weights; training resumes from those either
+    way). Averages over about 1 / (1 - decay) steps (training.weight_average)."""
     precision: str = "fp32"
     """'fp32' or 'bf16' (autocast on the plain engine; DeepSpeed bf16 on the DeepSpeed engine)."""
     compile: bool = False
@@ -242,6 +257,7 @@ class TrainConfig:
         _check(self.loss_on in ("all", "masked"), "train.loss_on", "must be 'all' or 'masked'")
         _check(0.0 <= self.nll_beta <= 1.0, "train.nll_beta", "must be in [0, 1]")
         _check(self.nll_variance in ("beta", "plain"), "train.nll_variance", "must be 'beta' or 'plain'")
+        _check(0.0 <= self.ema_decay < 1.0, "train.ema_decay", "must be in [0, 1)")
         for name, w in self.loss_weights.items():
             _check(w >= 0, f"train.loss_weights.{name}", "must be >= 0")
         _check(self.precision in ("fp32", "bf16"), "train.precision", "must be 'fp32' or 'bf16'")

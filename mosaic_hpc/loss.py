@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from . import mixture
 from .data.batch import Batch
 from .model import ModelOutput
 
@@ -48,7 +49,15 @@ def token_losses(
     "plain"`` keeps beta's weighting for the mean only and fits the variance by plain NLL against
     the detached mean (both have their optimum at s^2 = E[(x - mu)^2]; only the speed differs).
     The loss value is then the sum of the two parts, not an NLL.
+
+    Mixture heads (``out.components``) train by the mixture's NLL, beta-weighted by the mixture's
+    variance; their variance is not a separate parameter, so ``"plain"`` does not apply to them.
     """
+    if out.components is not None:
+        if nll_beta and nll_variance != "beta":
+            raise ValueError("train.nll_variance 'plain' needs single-Gaussian heads (model.mixture_components: 1)")
+        nll = mixture.nll(out.components[name].float(), batch.targets[name].float())
+        return nll * torch.exp(nll_beta * out.logvar[name].float().detach()) if nll_beta else nll
     err2 = (out.mean[name].float() - batch.targets[name].float()) ** 2
     if out.logvar is None:
         return err2

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import mixture
 from .config import ModelConfig
 from .schema import CatalogSchema
 
@@ -32,11 +33,15 @@ class ModelOutput(NamedTuple):
         mean: predicted values.
         logvar: predicted log-variance (Gaussian heads only), else None.
         hidden_states: last hidden state per modality, [B, n_tokens, d] (only when requested).
+        components: with ``model.mixture_components`` > 1, each value's mixture, [B, L, 3, K]
+            (logits, means, log-variances; :mod:`.mixture`); ``mean`` and ``logvar`` are then
+            the mixture's mean and log-variance.
     """
 
     mean: dict[str, Tensor]
     logvar: dict[str, Tensor] | None = None
     hidden_states: dict[str, Tensor] | None = None
+    components: dict[str, Tensor] | None = None
 
 
 class SelfAttention(nn.Module):
@@ -120,7 +125,8 @@ class MosaicModel(nn.Module):
         self.patch = {m.name: cfg.patch(m.name) for m in schema}
         self.n_tokens = {m.name: math.ceil(m.length / self.patch[m.name]) for m in schema}
         self.seq_len = sum(self.n_tokens.values())
-        out_per_value = 2 if cfg.gaussian_heads else 1
+        self.n_components = cfg.mixture_components
+        out_per_value = (3 * self.n_components if self.n_components > 1 else 2) if cfg.gaussian_heads else 1
         self.embed = nn.ModuleDict({n: self._value_embedding(p) for n, p in self.patch.items()})
         self.mask_embed = (
             nn.ModuleDict({n: nn.Linear(p, cfg.d_model, bias=False) for n, p in self.patch.items()})
@@ -155,6 +161,13 @@ class MosaicModel(nn.Module):
         for blk in self.blocks:
             for proj in (blk.attn.proj, blk.mlp[2]):
                 nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layers))
+        if self.n_components > 1:
+            # Component k starts k units wider in log-variance: a core and wider tails from the
+            # first step, rather than K copies that only the random weights tell apart.
+            with torch.no_grad():
+                for name, head in self.heads.items():
+                    bias = head.bias.view(3, self.n_components, self.patch[name])
+                    bias[mixture.LOGVARS] = torch.arange(self.n_components, dtype=bias.dtype)[:, None]
 
     def _tokens(self, x: Tensor, name: str) -> Tensor:
         """[B, L] values -> [B, n_tokens, P], right-padding the last token with mask_value."""
@@ -195,7 +208,7 @@ class MosaicModel(nn.Module):
         for blk in self.blocks:
             x = blk(x)
         x = self.ln_f(x)
-        mean, logvar, states = {}, {}, {}
+        mean, logvar, states, components = {}, {}, {}, {}
         for (name, n_tok), seg in zip(self.n_tokens.items(), x.split(list(self.n_tokens.values()), dim=1), strict=True):
             B, L = values[name].shape
             head = self.heads[name]
@@ -203,7 +216,13 @@ class MosaicModel(nn.Module):
             # output would round a normalised redshift to 3 digits, coarser than a good photo-z.
             with torch.autocast(device_type=seg.device.type, enabled=False):
                 out = head(seg.to(head.weight.dtype))  # (B, n_tok, P * k)
-            if self.cfg.gaussian_heads:
+            if self.n_components > 1:
+                K, P = self.n_components, self.patch[name]
+                c = out.view(B, n_tok, 3, K, P).permute(0, 1, 4, 2, 3).reshape(B, n_tok * P, 3, K)[:, :L]
+                c = torch.cat([c[:, :, :2], LOGVAR_LIMIT * torch.tanh(c[:, :, 2:] / LOGVAR_LIMIT)], dim=2)
+                components[name] = c
+                mean[name], logvar[name] = mixture.moments(c)
+            elif self.cfg.gaussian_heads:
                 mu, lv = out.chunk(2, dim=-1)  # (B, n_tok, P) each
                 mean[name] = mu.reshape(B, n_tok * self.patch[name])[:, :L]
                 lv = lv.reshape(B, n_tok * self.patch[name])[:, :L]
@@ -216,6 +235,7 @@ class MosaicModel(nn.Module):
             mean=mean,
             logvar=logvar if self.cfg.gaussian_heads else None,
             hidden_states=states if return_hidden_states else None,
+            components=components if self.n_components > 1 else None,
         )
 
     def num_params(self, exclude_positions: bool = False) -> int:
@@ -234,7 +254,7 @@ class MosaicModel(nn.Module):
         """
         d, T, n_layers = self.cfg.d_model, self.seq_len, self.cfg.n_layers
         h = int(self.cfg.mlp_ratio * d)
-        k = 2 if self.cfg.gaussian_heads else 1
+        k = (3 * self.n_components if self.n_components > 1 else 2) if self.cfg.gaussian_heads else 1
         per_layer = T * 2 * (4 * d * d + 2 * d * h) + 4 * T * T * d
         n_embed = (1 + 2 * self.cfg.n_frequencies if self.cfg.value_embedding == "periodic" else 1) + (
             (self.mask_embed is not None) + (self.missing_embed is not None)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .evaluation.pdf import Components, column_components, pool_members
 from .evaluation.photoz import ERR_UNIT, NonDetectionFill, photometry_inputs
 from .schema import CatalogSchema, ModalitySpec
 
@@ -216,12 +217,10 @@ class MemberPredictor:
                 raise ValueError(f"{p.checkpoint}: the RAIL estimator needs Gaussian heads (model.gaussian_heads)")
         self.modality, self.index = scalar_column(self.predictors[0].schema, model.column)
 
-    def predict(self, table: Mapping[str, Any], batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-        """[K, N] means and sigmas of the scalar, one row per member, from the table's photometry."""
+    def predict(self, table: Mapping[str, Any], batch_size: int = 4096) -> Components:
+        """[C, N] means, sigmas and weights of the scalar from the table's photometry: the members'
+        components pooled with equal weight per member (C = members for Gaussian heads)."""
         inputs = self.model.photometry.inputs(table)
-        mus, sigmas = [], []
-        for p in self.predictors:
-            pred = p.predict(inputs, batch_size=batch_size)
-            mus.append(pred.values[self.modality][:, self.index])
-            sigmas.append(pred.sigma[self.modality][:, self.index])
-        return np.stack(mus).astype(np.float64), np.stack(sigmas).astype(np.float64)
+        members = [column_components(p.predict(inputs, batch_size=batch_size), self.modality, self.index)
+                   for p in self.predictors]  # fmt: skip
+        return pool_members(members)

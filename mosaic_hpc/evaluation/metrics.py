@@ -131,9 +131,7 @@ def calibration_stats(pred: Prediction, truth: Mapping[str, np.ndarray], schema:
         scored = ~pred.given[name][:, col] & ~np.isnan(truth[name][:, col])
         if not scored.any():
             continue
-        mu, sigma = pred.values[name][scored, col], pred.sigma[name][scored, col]
-        t = truth[name][scored, col].astype(np.float64)
-        pit = sps.norm.cdf((t - mu) / sigma)  # the predictive CDF at the truth
+        pit = pred.cdf(name, np.nan_to_num(truth[name]))[scored, col]  # the predictive CDF at the truth
         stats = {"pit_ks": float(sps.kstest(pit, "uniform").statistic), "n": int(scored.sum())}
         for level in COVERAGE_LEVELS:
             stats[f"coverage_{round(level * 100)}"] = float(np.mean(np.abs(pit - 0.5) <= level / 2))

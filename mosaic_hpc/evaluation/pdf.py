@@ -3,8 +3,9 @@
 Why qp: RAIL estimators hand their per-galaxy p(z) to evaluators, summarisers and users as a
 ``qp.Ensemble``; writing MOSAIC's predictions in that form lets a RAIL user compare them with
 FlexZBoost (or any other estimator) by the same code. A Gaussian head gives one normal per
-galaxy (``qp.stats.norm``); an ensemble of K runs gives the equal-weight mixture of their
-normals (``qp.mixmod``), whose spread includes the disagreement of the members.
+galaxy (``qp.stats.norm``), mixture heads their mixture (``qp.mixmod``); an ensemble of runs gives
+the equal-weight mixture of their distributions (``qp.mixmod``), whose spread includes the
+disagreement of the members.
 
 qp (package ``qp-prob``, the optional extra ``rail``) is imported lazily, so the rest of
 mosaic-hpc runs without it. qp files are HDF5 tables (no pickle): reading one executes no code.
@@ -44,22 +45,52 @@ def gaussian_ensemble(mu: np.ndarray, sigma: np.ndarray, ancil: dict[str, np.nda
     return ens
 
 
-def mixture_ensemble(mus: np.ndarray, sigmas: np.ndarray, ancil: dict[str, np.ndarray] | None = None) -> Any:
-    """Equal-weight mixture of K normals per galaxy (K ensemble members), as ``qp.mixmod``.
+def mixture_ensemble(
+    mus: np.ndarray,
+    sigmas: np.ndarray,
+    weights: np.ndarray | None = None,
+    ancil: dict[str, np.ndarray] | None = None,
+) -> Any:
+    """A mixture of C normals per galaxy, as ``qp.mixmod`` (one normal: ``qp.stats.norm``).
 
     Args:
-        mus, sigmas: [K, N] member means and standard deviations.
+        mus, sigmas: [C, N] component means and standard deviations (C ensemble members, the
+            components of mixture heads, or both pooled by :func:`pool_members`).
+        weights: [C, N] component weights summing to 1 per galaxy; None = equal weights.
         ancil: optional [N] columns stored beside the distributions.
     """
     qp = _qp()
     mus, sigmas = _check_members(np.asarray(mus), np.asarray(sigmas))
     if mus.shape[0] == 1:
         return gaussian_ensemble(mus[0], sigmas[0], ancil)
-    weights = np.full(mus.T.shape, 1.0 / mus.shape[0])  # [N, K]
-    ens = qp.Ensemble(qp.mixmod, data={"means": mus.T, "stds": sigmas.T, "weights": weights})
+    weights = np.full(mus.shape, 1.0 / mus.shape[0]) if weights is None else np.asarray(weights, np.float64)
+    if weights.shape != mus.shape:
+        raise ValueError(f"weights {weights.shape} must have the means' shape {mus.shape}")
+    ens = qp.Ensemble(qp.mixmod, data={"means": mus.T, "stds": sigmas.T, "weights": weights.T})
     if ancil:
         ens.set_ancil({k: np.asarray(v) for k, v in ancil.items()})
     return ens
+
+
+Components = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""[C, N] means, standard deviations and weights of a predictive mixture of one scalar."""
+
+
+def column_components(pred: Any, modality: str, index: int) -> Components:
+    """One column's predictive distribution: one component with Gaussian heads, K with mixture heads."""
+    if pred.mixture is not None:
+        w, m, s = (np.asarray(a[:, index, :], np.float64).T for a in pred.mixture[modality])
+        return m, s, w
+    mu, sigma = pred.values[modality][:, index], pred.sigma[modality][:, index]
+    return mu[None].astype(np.float64), sigma[None].astype(np.float64), np.ones((1, len(mu)))
+
+
+def pool_members(members: list[Components]) -> Components:
+    """The equal-weight mixture of ensemble members' distributions, as one list of components."""
+    if not members:
+        raise ValueError("pool_members needs at least one member")
+    mus, sigmas, weights = (np.concatenate(parts) for parts in zip(*members, strict=True))
+    return mus, sigmas, weights / len(members)
 
 
 def _check_members(mus: np.ndarray, sigmas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,10 +147,10 @@ def scalar_column(schema: Any, column: str) -> tuple[str, int]:
 
 
 def scalar_ensemble(pred: Any, schema: Any, column: str) -> Any:
-    """The Gaussian predictive distribution of one scalar column of a :class:`Prediction`.
+    """The predictive distribution of one scalar column of a :class:`Prediction` (Gaussian or mixture).
 
-    Ancillary columns: ``mean`` (the head's mean) and ``given`` (True where the value was an
-    input, so the "distribution" only echoes it).
+    Ancillary columns: ``mean`` (the head's mean, the mixture's for mixture heads) and ``given``
+    (True where the value was an input, so the "distribution" only echoes it).
 
     Raises:
         ValueError: the run has no Gaussian heads (no sigma), the column does not exist, or it
@@ -131,5 +162,6 @@ def scalar_ensemble(pred: Any, schema: Any, column: str) -> Any:
     given = pred.given[modality][:, i]
     if given.all():
         raise ValueError(f"{column!r} was an input for every galaxy: nothing predicted (hide it with --given)")
-    mu, sigma = pred.values[modality][:, i], pred.sigma[modality][:, i]
-    return gaussian_ensemble(mu, sigma, ancil={"mean": mu.astype(np.float64), "given": given})
+    mus, sigmas, weights = column_components(pred, modality, i)
+    mean = pred.values[modality][:, i].astype(np.float64)
+    return mixture_ensemble(mus, sigmas, weights, ancil={"mean": mean, "given": given})

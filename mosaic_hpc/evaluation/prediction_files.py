@@ -4,8 +4,11 @@ Every file carries the ID and pass-through columns of its input and ``row``, the
 number, so predictions join back to the user's table by ID (or by row). HDF5 keeps each modality
 as one [N, L] dataset with its unit, column names and axis; a flat table has one column per value,
 named ``<modality>_<column>`` (``scalars_redshift``, ``lsst_u``, ``sed_0042`` where the modality
-has no column names), ``<...>_sigma`` beside it with Gaussian heads, and ``<modality>_n_given``,
-how many of the modality's values the model saw for that galaxy. Files are written to a
+has no column names), ``<...>_sigma`` beside it with Gaussian heads (with mixture heads the
+mixture's mean and standard deviation, and each component k's ``<...>_weight{k}``,
+``<...>_mean{k}`` and ``<...>_sigma{k}``; HDF5: ``mixture/<modality>/{weight,mean,sigma}``,
+[N, L, K]), and ``<modality>_n_given``, how many of the modality's values the model saw for that
+galaxy. Files are written to a
 temporary name and renamed into place, so a crash never leaves a partial prediction file.
 """
 
@@ -38,6 +41,9 @@ def output_format(path: Path) -> str:
     raise ValueError(f"--out {path}: unknown output type {suffix or '(none)'!r}; use .h5, .parquet or .csv")
 
 
+MIXTURE_PARTS = ("weight", "mean", "sigma")  # of each component k: columns NAME_weight{k}, NAME_mean{k}, NAME_sigma{k}
+
+
 def value_names(spec: ModalitySpec) -> list[str]:
     """Flat column names of a modality's values (module docstring)."""
     if spec.columns:
@@ -59,6 +65,10 @@ def flat_table(pred: Prediction, schema: CatalogSchema, columns: Mapping[str, np
             _put(out, name, pred.values[spec.name][:, j])
             if pred.sigma is not None:
                 _put(out, f"{name}_sigma", pred.sigma[spec.name][:, j])
+            if pred.mixture is not None:
+                for part, values in zip(MIXTURE_PARTS, pred.mixture[spec.name], strict=True):
+                    for k in range(values.shape[-1]):
+                        _put(out, f"{name}_{part}{k}", values[:, j, k])
         _put(out, f"{spec.name}_n_given", pred.given[spec.name].sum(axis=1).astype(np.int64))
     return out
 
@@ -108,6 +118,9 @@ def _write_hdf5(path: Path, pred: Prediction, schema: CatalogSchema, columns, at
             f.create_dataset(f"given/{spec.name}", data=pred.given[spec.name])
             if pred.sigma is not None:
                 f.create_dataset(f"sigma/{spec.name}", data=pred.sigma[spec.name])
+            if pred.mixture is not None:
+                for part, values in zip(MIXTURE_PARTS, pred.mixture[spec.name], strict=True):
+                    f.create_dataset(f"mixture/{spec.name}/{part}", data=values)
             if spec.axis:
                 f.create_dataset(f"axes/{spec.name}", data=np.asarray(spec.axis)).attrs["unit"] = spec.axis_unit
         for name, values in columns.items():

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from scipy import stats
 
+from .. import mixture
 from ..config import RunConfig, config_from_dict
 from ..data.batch import Batch, make_batch
 from ..data.configurations import InputConfiguration, parse_configuration
@@ -41,7 +43,8 @@ class Prediction:
 
     ``given`` marks the values the model saw (True), so callers can tell inputs from predictions.
     With Gaussian heads each predicted value has an independent normal predictive distribution
-    N(values, sigma^2) (the heads model each value's marginal, not correlations between values);
+    N(values, sigma^2), with mixture heads a Gaussian mixture (``mixture``); the heads model each
+    value's marginal, not correlations between values;
     :meth:`sample` and :meth:`log_prob` use it. Given values are inputs, not predictions: they are
     returned unchanged by :meth:`sample` and get no log-probability.
     """
@@ -49,6 +52,10 @@ class Prediction:
     values: dict[str, np.ndarray]
     sigma: dict[str, np.ndarray] | None
     given: dict[str, np.ndarray]
+    mixture: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+    """With mixture heads: per modality the weights, means and standard deviations of each value's
+    Gaussian components, [N, L, K] each (physical units); ``values`` and ``sigma`` are then the
+    mixture's mean and standard deviation, and the distributions below are the mixtures."""
 
     def _require_sigma(self) -> dict[str, np.ndarray]:
         if self.sigma is None:
@@ -69,10 +76,21 @@ class Prediction:
         rng = np.random.default_rng(seed)
         out = {}
         for name, mu in self.values.items():
-            noise = rng.standard_normal((n, *mu.shape), dtype=np.float32)
-            draw = mu[None] + np.where(self.given[name][None], 0.0, sigma[name][None]) * noise
+            if self.mixture is not None:
+                draw = np.where(self.given[name][None], mu[None], mixture.sample(*self.mixture[name], n, rng))
+            else:
+                noise = rng.standard_normal((n, *mu.shape), dtype=np.float32)
+                draw = mu[None] + np.where(self.given[name][None], 0.0, sigma[name][None]) * noise
             out[name] = draw.astype(np.float32)
         return out
+
+    def cdf(self, name: str, x: np.ndarray) -> np.ndarray:
+        """The predictive CDF of modality ``name`` at ``x`` [N, L] (the PIT when ``x`` is the truth)."""
+        sigma = self._require_sigma()
+        x = np.asarray(x, np.float64)
+        if self.mixture is not None:
+            return mixture.cdf(*(np.asarray(a, np.float64) for a in self.mixture[name]), x)
+        return stats.norm.cdf((x - self.values[name]) / sigma[name].astype(np.float64))
 
     def log_prob(self, truth: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Gaussian log-density of ``truth`` under each predicted value, [N, L] per modality.
@@ -88,9 +106,12 @@ class Prediction:
             t = np.asarray(t, np.float64)
             if t.shape != self.values[name].shape:
                 raise ValueError(f"truth {name!r} has shape {t.shape}, the prediction {self.values[name].shape}")
-            s = sigma[name].astype(np.float64)
-            z = (t - self.values[name]) / s
-            lp = -0.5 * z * z - np.log(s) - 0.5 * np.log(2.0 * np.pi)
+            if self.mixture is not None:
+                lp = mixture.log_pdf(*(np.asarray(a, np.float64) for a in self.mixture[name]), t)
+            else:
+                s = sigma[name].astype(np.float64)
+                z = (t - self.values[name]) / s
+                lp = -0.5 * z * z - np.log(s) - 0.5 * np.log(2.0 * np.pi)
             out[name] = np.where(self.given[name], np.nan, lp)
         return out
 
@@ -208,6 +229,8 @@ class Predictor:
         # NaN-filled, not np.empty: a row the loop below did not reach can never look like a prediction
         values = {m.name: np.full((n, m.length), np.nan, np.float32) for m in self.schema}
         sigma = {m.name: np.full((n, m.length), np.nan, np.float32) for m in self.schema} if self.gaussian else None
+        k = self.config.model.mixture_components
+        mix = {m.name: np.full((3, n, m.length, k), np.nan, np.float32) for m in self.schema} if k > 1 else None
         seen = {m.name: np.empty((n, m.length), bool) for m in self.schema}
         for sl, batch in self.batches(inputs, given, batch_size=batch_size):
             out = self.forward(batch)
@@ -216,8 +239,19 @@ class Predictor:
                 if sigma is not None:
                     s = torch.exp(0.5 * out.logvar[name].float()).cpu().numpy()
                     sigma[name][sl] = self.stats.denormalize_sigma(name, s)
+                if mix is not None:
+                    self._put_components(mix[name][:, sl], name, out.components[name].float().cpu())
                 seen[name][sl] = ~batch.hidden[name]
-        return Prediction(values=values, sigma=sigma, given=seen)
+        components = {name: tuple(m) for name, m in mix.items()} if mix is not None else None
+        return Prediction(values=values, sigma=sigma, given=seen, mixture=components)
+
+    def _put_components(self, dest: np.ndarray, name: str, c: torch.Tensor) -> None:
+        """Weights, means and standard deviations [3, n, L, K] in physical units from components [n, L, 3, K]."""
+        dest[0] = torch.softmax(c[:, :, mixture.LOGITS], dim=-1).numpy()
+        for k in range(c.shape[-1]):  # the statistics are per value, [L]: one component at a time
+            dest[1, ..., k] = self.stats.denormalize(name, c[:, :, mixture.MEANS, k].numpy())
+            sd = torch.exp(0.5 * c[:, :, mixture.LOGVARS, k]).numpy()
+            dest[2, ..., k] = self.stats.denormalize_sigma(name, sd)
 
     @property
     def gaussian(self) -> bool:

@@ -11,6 +11,7 @@ and why no checkpoint can execute code: docs/deepspeed_engine.md.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -37,10 +38,15 @@ from .engine import all_finite, apply_hyperparameters, param_groups, pick_device
 from .metrics import peak_flops_for
 from .safe_load import CheckpointError, restricted_loading, safe_torch_load
 from .schedule import lr_factor
+from .weight_average import WeightAverage
 
 log = logging.getLogger("mosaic_hpc.train")
 
 AGREE_EVERY = 5  # optimizer steps between stop-flag agreements across ranks (see agree_stop)
+
+
+def _average_file(rank: int) -> str:
+    return f"weight_average_rank{rank:05d}.pt"
 
 
 def _rng_file(rank: int) -> str:
@@ -129,6 +135,7 @@ class DeepSpeedEngine:
         self.checkpoint_safe_globals: tuple[type, ...] = deepspeed_safe_globals()
         self._ds_config = ds_config
         self._wrapped = None  # DeepSpeed's engine, once initialised
+        self.average: WeightAverage | None = None  # built with DeepSpeed's engine (ZeRO-3 shards exist then)
         self._agree_calls = 0
         if not defer_initialize:
             self._initialize(ds_config)
@@ -150,6 +157,12 @@ class DeepSpeedEngine:
             self._wrapped.compile()  # DeepSpeed's own entry, so ZeRO's hooks stay outside the graph
         if torch.device(self._wrapped.device) != self.device:
             raise RuntimeError(f"DeepSpeed placed rank {self.env.rank} on {self._wrapped.device}, not {self.device}")
+        if tc.ema_decay:
+            self.average = WeightAverage(self._local_tensors, tc.ema_decay)
+
+    def _local_tensors(self) -> list[torch.Tensor]:
+        """What this rank's optimizer updates: ZeRO-3's flat shard of each parameter, else the parameter."""
+        return [getattr(p, "ds_tensor", p) for p in self.module.parameters()]
 
     @property
     def _ds(self):
@@ -173,7 +186,38 @@ class DeepSpeedEngine:
     def step(self) -> bool:
         boundary = self._ds.is_gradient_accumulation_boundary()
         self._ds.step()
+        if boundary and self.average is not None:
+            self.average.update()
         return bool(boundary)
+
+    def averaged(self) -> contextlib.AbstractContextManager[None]:
+        """The average in the module's parameters; under ZeRO-3 the trained weights are kept.
+
+        ZeRO-3 keeps parameters below its persistence threshold gathered in full beside their
+        shards, so putting the average into the shards would change only some of the weights a
+        forward pass uses: validation there scores the trained weights (``model.pt`` still holds
+        the average, gathered from the shards by :meth:`_averaged_state_dict`).
+        """
+        _ = self._ds  # the average exists once DeepSpeed is initialised
+        if self.average is None or self.zero_stage == 3:
+            return contextlib.nullcontext()
+        return self.average.swapped_in()
+
+    def _averaged_state_dict(self) -> dict[str, torch.Tensor]:
+        """The full fp32 average, on every rank (a collective under ZeRO-3: the shards are gathered)."""
+        assert self.average is not None
+        names = [n for n, _ in self.module.named_parameters()]
+        if self.zero_stage != 3:
+            return {n: s.detach().clone().cpu() for n, s in zip(names, self.average.shadow, strict=True)}
+        import deepspeed.comm as dist
+
+        out = {}
+        for (name, p), shard in zip(self.module.named_parameters(), self.average.shadow, strict=True):
+            # ZeRO-3 gives rank r elements [r * shard size, (r + 1) * shard size) of the padded flat parameter.
+            parts = [torch.empty_like(shard) for _ in range(self.env.world_size)]
+            dist.all_gather(parts, shard)
+            out[name] = torch.cat(parts)[: p.ds_numel].view(p.ds_shape).cpu()
+        return out
 
     def get_lr(self) -> float:
         return float(self._ds.get_lr()[0])
@@ -251,10 +295,15 @@ class DeepSpeedEngine:
             "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.empty(0),
         }
         torch.save(rng, ckpt_dir / _rng_file(self.env.rank))
+        averaged = None
+        if self.average is not None:
+            torch.save(self.average.state_dict(), ckpt_dir / _average_file(self.env.rank))
+            averaged = self._averaged_state_dict()  # on every rank: a collective under ZeRO-3
         self.barrier()
         if self.env.is_main:
-            # Full precision from the shards just written: the module may hold bf16 or a ZeRO-3 shard.
-            torch.save(fp32_state_dict(ckpt_dir), ckpt_dir / "model.pt")
+            # Full precision, from the average or from the shards just written (the module may
+            # hold bf16 or a ZeRO-3 shard).
+            torch.save(averaged if averaged is not None else fp32_state_dict(ckpt_dir), ckpt_dir / "model.pt")
         self.barrier()
 
     def load(self, ckpt_dir: Path) -> dict[str, Any]:
@@ -278,6 +327,7 @@ class DeepSpeedEngine:
         self._initialize_for_load(ckpt_dir, universal)
         if not universal:
             self._load_deepspeed(ckpt_dir)
+            self._load_average(ckpt_dir / _average_file(self.env.rank))
             rng_path = ckpt_dir / _rng_file(self.env.rank)
             if rng_path.is_file():
                 rng = safe_torch_load(rng_path)
@@ -301,7 +351,24 @@ class DeepSpeedEngine:
         if self.env.is_main:
             shutil.rmtree(converted, ignore_errors=True)
         # RNG: the saved streams belonged to another rank layout; keep this run's seeded ones.
+        if self.average is not None:
+            # The average was saved in that layout too (ZeRO-3: shards of another size).
+            log.warning("%s: the weight average restarts from the loaded weights at the new world size", ckpt_dir)
+            self.average = WeightAverage(self._local_tensors, self.average.decay)
         return client
+
+    def _load_average(self, path: Path) -> None:
+        """Restore this rank's weight average; one absent (ema_decay was 0) starts from the loaded weights."""
+        if self.average is None:
+            return
+        if not path.is_file():
+            log.warning("%s absent (train.ema_decay was 0): the weight average starts from the loaded weights", path)
+            self.average = WeightAverage(self._local_tensors, self.average.decay)
+            return
+        try:
+            self.average.load_state_dict(safe_torch_load(path, map_location=self.device), str(path))
+        except ValueError as err:
+            raise CheckpointError(path, str(err).split(": ", 1)[-1]) from None
 
     def _initialize_for_load(self, ckpt_dir: Path, universal: bool) -> None:
         """Initialise DeepSpeed for loading ``ckpt_dir`` in its layout, or check that it already can."""

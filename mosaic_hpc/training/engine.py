@@ -11,6 +11,7 @@ DeepSpeed modules (``deepspeed_engine.py``, ``ds_checkpoint.py``) import DeepSpe
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,9 @@ from ..devices import choose_device
 from ..model import ModelOutput, MosaicModel
 from .safe_load import CheckpointError, SafeGlobals, safe_torch_load
 from .schedule import lr_factor
+from .weight_average import WeightAverage
+
+log = logging.getLogger("mosaic_hpc.train")
 
 
 class Engine(Protocol):
@@ -75,6 +79,14 @@ class Engine(Protocol):
 
     def reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` averaged over ranks, the same on every rank (logged losses, non-finite flags)."""
+        ...
+
+    def averaged(self) -> contextlib.AbstractContextManager[None]:
+        """The weights checkpoints hand out (``train.ema_decay``'s average) in the module meanwhile.
+
+        Validation runs inside it, so its losses are those of the weights users get; without an
+        average it changes nothing.
+        """
         ...
 
 
@@ -156,6 +168,8 @@ class PlainEngine:
         self.global_steps = 0
         self._micro = 0
         self._grad_norm: float | None = None
+        decay = cfg.train.ema_decay
+        self.average = WeightAverage(self.module.parameters, decay) if decay else None
 
     def _autocast(self):
         if self.cfg.train.precision == "bf16":
@@ -179,8 +193,13 @@ class PlainEngine:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.average is not None:
+            self.average.update()
         self.global_steps += 1
         return True
+
+    def averaged(self) -> contextlib.AbstractContextManager[None]:
+        return self.average.swapped_in() if self.average is not None else contextlib.nullcontext()
 
     def get_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -201,9 +220,14 @@ class PlainEngine:
 
     def save(self, ckpt_dir: Path, client_state: dict[str, Any]) -> None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(self.module.state_dict(), ckpt_dir / "model.pt")
+        with self.averaged():  # model.pt: the weights for prediction; the trained ones resume from engine.pt
+            torch.save(self.module.state_dict(), ckpt_dir / "model.pt")
+        extra: dict[str, Any] = {}
+        if self.average is not None:
+            extra = {"model": self.module.state_dict(), "weight_average": self.average.state_dict()}
         torch.save(
             {
+                **extra,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "global_steps": self.global_steps,
@@ -217,9 +241,13 @@ class PlainEngine:
     def load(self, ckpt_dir: Path) -> dict[str, Any]:
         from .checkpoint import read_client_state
 
-        weights = ckpt_dir / "model.pt"
-        load_weights(self.module, safe_torch_load(weights, map_location=self.device), weights)
         state = safe_torch_load(ckpt_dir / "engine.pt")
+        if "model" in state:  # written with a weight average: model.pt holds the average, not these
+            load_weights(self.module, state["model"], ckpt_dir / "engine.pt")
+        else:
+            weights = ckpt_dir / "model.pt"
+            load_weights(self.module, safe_torch_load(weights, map_location=self.device), weights)
+        self._load_average(state, ckpt_dir / "engine.pt")
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -232,6 +260,19 @@ class PlainEngine:
         if torch.cuda.is_available() and state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return read_client_state(ckpt_dir)
+
+    def _load_average(self, state: dict[str, Any], source: Path) -> None:
+        """Restore the weight average; a run that turns it on at resume starts it from the loaded weights."""
+        if self.average is None:
+            return
+        if "weight_average" not in state:
+            log.warning("%s holds no weight average (train.ema_decay was 0): it starts from these weights", source)
+            self.average = WeightAverage(self.module.parameters, self.average.decay)
+            return
+        try:
+            self.average.load_state_dict(state["weight_average"], str(source))
+        except ValueError as err:
+            raise CheckpointError(source, str(err).split(": ", 1)[-1]) from None
 
     def barrier(self) -> None:
         return None

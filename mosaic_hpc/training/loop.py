@@ -97,18 +97,23 @@ def validation_loss(
     nll_beta: float = 0.0,
     nll_variance: str = "beta",
 ) -> dict[str, float]:
-    """Mean loss over the first ``n_batches`` of the validation split with fixed (epoch-0) masks."""
+    """Mean loss over the first ``n_batches`` of the validation split with fixed (epoch-0) masks.
+
+    Scored with the engine's :meth:`~.engine.Engine.averaged` weights (the trained ones without
+    ``train.ema_decay``).
+    """
     engine.train(False)
     totals: dict[str, float] = {}
     n = 0
-    for batch in reader.iter_epoch(0):
-        if n >= n_batches:
-            break
-        b = batch.to_torch(engine.device)
-        out = masked_regression_loss(engine.forward(b), b, loss_on, loss_weights, nll_beta, nll_variance)
-        for k, v in {"all": out.total, **out.per_modality}.items():
-            totals[k] = totals.get(k, 0.0) + float(v)
-        n += 1
+    with engine.averaged():  # the weights checkpoints hand out
+        for batch in reader.iter_epoch(0):
+            if n >= n_batches:
+                break
+            b = batch.to_torch(engine.device)
+            out = masked_regression_loss(engine.forward(b), b, loss_on, loss_weights, nll_beta, nll_variance)
+            for k, v in {"all": out.total, **out.per_modality}.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+            n += 1
     engine.train(True)
     return {f"val/{k}": v / max(n, 1) for k, v in totals.items()}
 

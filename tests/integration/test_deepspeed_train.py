@@ -327,6 +327,41 @@ def test_zero3_steps_saves_and_loads(data_dir, work):
     assert first.keys() == second.keys() and any(not torch.equal(first[k], second[k]) for k in first)
 
 
+# ------------------------------------------------------------------------------ weight average
+
+# Warm-up over the whole run: the LR of a step then does not depend on --max-steps (the stop at 20).
+EMA = ["--set=train.ema_decay=0.8", f"--set=train.warmup_steps={DP_STEPS + 10}"]
+
+
+def test_weight_average_is_the_same_under_zero3_on_two_ranks_and_resumes_exactly(data_dir, work):
+    """ZeRO-3 averages its shards and gathers them for model.pt; ZeRO-1 on one rank averages full copies."""
+    from mosaic_hpc.training.ds_checkpoint import fp32_state_dict
+
+    env = {"MOSAIC_TEST_GLOBAL_LAYOUT": "1"}
+    one = work / "ema_one_rank"
+    cmd = [sys.executable, str(DRIVER), "--deepspeed_config", str(REPO / "configs" / "zero1.json")]
+    _ok(_launch([*cmd, *_common(data_dir, one), *DP_SETTINGS, "--set=train.grad_accum_steps=2", *EMA], env))
+    torchrun = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()), str(DRIVER)]
+    torchrun += ["--deepspeed_config", str(REPO / "configs" / "zero3.json")]
+    full = work / "ema_zero3"
+    _ok(_launch([*torchrun, *_common(data_dir, full), *DP_SETTINGS, *EMA], env))
+    averaged, reference = _weights(_latest(full)), _weights(_latest(one))
+    assert averaged.keys() == reference.keys()
+    for k in reference:  # the same arithmetic up to the order of floating-point sums (module doc)
+        torch.testing.assert_close(averaged[k], reference[k], atol=1e-5, rtol=1e-4)
+    trained = fp32_state_dict(_latest(full))
+    assert max(float((averaged[k] - trained[k]).abs().max()) for k in trained) > 1e-4  # not the last weights
+
+    part = work / "ema_zero3_resumed"
+    _ok(_launch([*torchrun, *_common(data_dir, part), *DP_SETTINGS, *EMA, "--max-steps", "20"], env))
+    torchrun[4] = str(free_port())
+    _ok(_launch([*torchrun, *_common(data_dir, part), *DP_SETTINGS, *EMA], env))
+    resumed = _weights(_latest(part))
+    assert _latest(part).name == _latest(full).name
+    for k in averaged:
+        torch.testing.assert_close(resumed[k], averaged[k], atol=1e-6, rtol=0)
+
+
 # ------------------------------------------------------------------------------------- faults
 
 

@@ -62,7 +62,7 @@ def test_optional_dependency_has_one_owner_and_is_lazy(dep):
 LAYERS = (
     {"schema", "config", "cpu_load", "dist_env", "provenance", "devices"},  # catalog schema, run config, device
     {"data"},  # catalogs, readers, masking, normalisation
-    {"model", "loss"},
+    {"mixture", "model", "loss"},  # mixture: the predictive distribution both use
     {"training"},
     {"evaluation", "lifecycle"},  # scoring, prediction, export; load_run reads exported models too
     {"bench", "commands", "train", "cli", "rail_bridge"},  # entry points and adapters

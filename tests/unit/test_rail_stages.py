@@ -107,9 +107,11 @@ def test_inform_then_estimate_through_rail_files(tmp_path):
     ens = qp.read(str(out_path))
     assert ens.npdf == 400 and isinstance(ens.gen_obj, qp.mixmod_gen)
     # the chunks are in order: the file equals a direct prediction of the whole table
-    mus, sigmas = MemberPredictor(MosaicRailModel.read(model_path)).predict(test_table)
+    mus, sigmas, weights = MemberPredictor(MosaicRailModel.read(model_path)).predict(test_table)
     np.testing.assert_allclose(ens.objdata["means"], mus.T, rtol=1e-5)
     np.testing.assert_allclose(ens.objdata["stds"], np.maximum(sigmas.T, 1e-6), rtol=1e-5)
+    np.testing.assert_allclose(ens.objdata["weights"], weights.T, rtol=1e-6)
+    assert np.allclose(weights, 0.5)  # two Gaussian members, equal weight
     # it learned the relation: median p(z) well ahead of always predicting the training mean
     z = test_table["redshift"]
     mae = np.mean(np.abs(ens.median().ravel() - z))

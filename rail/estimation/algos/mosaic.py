@@ -144,6 +144,6 @@ class MosaicEstimator(CatEstimator):
 
     def _process_chunk(self, start: int, end: int, data: Any, first: bool) -> None:
         assert self._members is not None, "open_model runs before the chunks"
-        mus, sigmas = self._members.predict(_numpy_table(self, data), batch_size=self.config.batch_size)
-        ens = mixture_ensemble(mus, sigmas)
+        mus, sigmas, weights = self._members.predict(_numpy_table(self, data), batch_size=self.config.batch_size)
+        ens = mixture_ensemble(mus, sigmas, weights)
         self._do_chunk_output(ens, start, end, first, data=data)

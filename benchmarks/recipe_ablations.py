@@ -47,6 +47,8 @@ VARIANTS: dict[str, list[str]] = {
     "ema_0.995": ["train.ema_decay=0.995"],
     "mixture_2": ["model.mixture_components=2"],
     "mixture_2_ema_0.995": ["model.mixture_components=2", "train.ema_decay=0.995"],
+    "ema_plain_variance": ["train.ema_decay=0.995", "train.nll_variance=plain"],
+    "mixture_2_ema_plain_variance": ["model.mixture_components=2", "train.ema_decay=0.995", "train.nll_variance=plain"],
     "anywhere_plain_variance": ["masking.cut_anywhere=0.5", "train.nll_variance=plain"],
     "finer_patches": ["model.patch_size={spherex: 6, sfh: 9, sed: 23}"],
     "batch_64_lr_1e-3": ["data.micro_batch_size=64", "train.lr=0.001"],

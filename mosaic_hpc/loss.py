@@ -51,13 +51,22 @@ def token_losses(
     The loss value is then the sum of the two parts, not an NLL.
 
     Mixture heads (``out.components``) train by the mixture's NLL, beta-weighted by the mixture's
-    variance; their variance is not a separate parameter, so ``"plain"`` does not apply to them.
+    variance; with ``"plain"`` the weighted NLL moves only the component means and the plain NLL
+    (means held) the weights and variances.
     """
     if out.components is not None:
-        if nll_beta and nll_variance != "beta":
-            raise ValueError("train.nll_variance 'plain' needs single-Gaussian heads (model.mixture_components: 1)")
-        nll = mixture.nll(out.components[name].float(), batch.targets[name].float())
-        return nll * torch.exp(nll_beta * out.logvar[name].float().detach()) if nll_beta else nll
+        c, x = out.components[name].float(), batch.targets[name].float()
+        if not nll_beta:
+            return mixture.nll(c, x)
+        weight = torch.exp(nll_beta * out.logvar[name].float().detach())
+        if nll_variance == "beta":
+            return mixture.nll(c, x) * weight
+        means = slice(mixture.MEANS, mixture.MEANS + 1)
+        mean_only = torch.cat(
+            [c[..., : means.start, :].detach(), c[..., means, :], c[..., means.stop :, :].detach()], -2
+        )
+        spread_only = torch.cat([c[..., : means.start, :], c[..., means, :].detach(), c[..., means.stop :, :]], -2)
+        return mixture.nll(mean_only, x) * weight + mixture.nll(spread_only, x)
     err2 = (out.mean[name].float() - batch.targets[name].float()) ** 2
     if out.logvar is None:
         return err2

@@ -75,16 +75,23 @@ def test_model_returns_components_whose_moments_are_mean_and_logvar():
     assert single(values, hidden).components is None
 
 
-def test_plain_variance_is_refused_for_mixtures():
-    c = {"scalars": torch.zeros(2, 3, 3, 2)}
-    out = ModelOutput(mean={"scalars": torch.zeros(2, 3)}, logvar={"scalars": torch.zeros(2, 3)}, components=c)
+def test_plain_variance_moves_only_the_means_by_the_weighted_loss():
+    c = torch.randn(2, 3, 3, 2, requires_grad=True)
+    mean, logvar = mixture.moments(c)
+    out = ModelOutput(mean={"scalars": mean}, logvar={"scalars": logvar}, components={"scalars": c})
 
     class B:
-        targets = {"scalars": torch.zeros(2, 3)}
+        targets = {"scalars": torch.randn(2, 3)}
 
-    with pytest.raises(ValueError, match="nll_variance"):
-        token_losses(out, B(), "scalars", nll_beta=0.5, nll_variance="plain")
-    assert torch.isfinite(token_losses(out, B(), "scalars", nll_beta=0.5)).all()
+    plain = token_losses(out, B(), "scalars", nll_beta=0.5, nll_variance="plain")
+    (g_plain,) = torch.autograd.grad(plain.sum(), c)
+    # the means' gradient is the beta-weighted NLL's, the weights' and variances' the plain NLL's
+    weighted = mixture.nll(c, B.targets["scalars"]) * torch.exp(0.5 * logvar.detach())
+    (g_weighted,) = torch.autograd.grad(weighted.sum(), c)
+    (g_nll,) = torch.autograd.grad(mixture.nll(c, B.targets["scalars"]).sum(), c)
+    torch.testing.assert_close(g_plain[..., mixture.MEANS, :], g_weighted[..., mixture.MEANS, :])
+    torch.testing.assert_close(g_plain[..., mixture.LOGITS, :], g_nll[..., mixture.LOGITS, :])
+    torch.testing.assert_close(g_plain[..., mixture.LOGVARS, :], g_nll[..., mixture.LOGVARS, :])
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,11 @@ VARIANTS: dict[str, list[str]] = {
     "mixture_2": ["model.mixture_components=2"],
     "mixture_2_ema_0.995": ["model.mixture_components=2", "train.ema_decay=0.995"],
     "ema_plain_variance": ["train.ema_decay=0.995", "train.nll_variance=plain"],
+    "mixture_2_ema_sfh_patch_13": [
+        "model.mixture_components=2",
+        "train.ema_decay=0.995",
+        "model.patch_size={lsst: 6, spherex: 51, sfh: 13, sed: 116}",
+    ],
     "mixture_2_ema_plain_variance": ["model.mixture_components=2", "train.ema_decay=0.995", "train.nll_variance=plain"],
     "anywhere_plain_variance": ["masking.cut_anywhere=0.5", "train.nll_variance=plain"],
     "finer_patches": ["model.patch_size={spherex: 6, sfh: 9, sed: 23}"],
@@ -153,6 +158,7 @@ def summarise(name: str, metrics: dict, baseline: dict | None, args: argparse.Na
         # calibration over every hidden scalar of every configuration (the issue's bar: KS <= 0.05)
         "worst_pit_ks": max((s["pit_ks"] for s in cal), default=None),
         "calibrated_cells": f"{sum(s['pit_ks'] <= 0.05 for s in cal)}/{len(cal)}",
+        "covered_cells": f"{sum(0.63 <= s['coverage_68'] <= 0.73 for s in cal)}/{len(cal)}",
     }
 
 
@@ -160,15 +166,16 @@ def markdown(rows: list[dict]) -> str:
     cells = [f"{c}/{t}" for c, t in KEY_CELLS]
     fmt = lambda v, spec=".2f": "-" if v is None else format(v, spec)
     head = "| variant | overrides | " + " | ".join(cells)
-    head += " | worst | LSST sigma_NMAD (forest) | outliers | worst PIT KS | KS <= 0.05 | s |"
-    lines = [head, "|" + "---|" * (len(cells) + 8)]
+    head += " | worst | LSST sigma_NMAD (forest) | outliers | worst PIT KS | KS <= 0.05 | 68% cov. in 0.63-0.73 | s |"
+    lines = [head, "|" + "---|" * (len(cells) + 9)]
     for r in rows:
         nmad = f"{fmt(r['lsst_sigma_nmad'], '.4f')} ({fmt(r['baseline_sigma_nmad'], '.4f')})"
         lines.append(
             f"| {r['variant']} | `{' '.join(r['overrides']) or '-'}` | "
             + " | ".join(fmt(r["cells"].get(c)) for c in cells)
             + f" | {fmt(r['worst_ratio'])} | {nmad} | {fmt(r['lsst_outliers'], '.3f')}"
-            + f" | {fmt(r.get('worst_pit_ks'))} | {r.get('calibrated_cells', '-')} | {r['train_seconds']:.0f} |"
+            + f" | {fmt(r.get('worst_pit_ks'))} | {r.get('calibrated_cells', '-')} | {r.get('covered_cells', '-')}"
+            + f" | {r['train_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -46,12 +46,14 @@ def nll(components: Tensor, x: Tensor) -> Tensor:
 def cdf(weights: np.ndarray, means: np.ndarray, sigmas: np.ndarray, x: np.ndarray) -> np.ndarray:
     """The mixture's CDF at ``x`` [...]; components [..., K] (the PIT when ``x`` is the truth)."""
     from scipy import stats  # here, not at the top: the model imports this module
+
     return (weights * stats.norm.cdf((x[..., None] - means) / sigmas)).sum(-1)
 
 
 def log_pdf(weights: np.ndarray, means: np.ndarray, sigmas: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Natural-log density of ``x`` [...] under the mixture, per unit of ``x``."""
     from scipy import special
+
     z = (x[..., None] - means) / sigmas
     log_k = np.log(weights) - 0.5 * z * z - np.log(sigmas) - 0.5 * math.log(2.0 * math.pi)
     return special.logsumexp(log_k, axis=-1)
@@ -65,3 +67,22 @@ def sample(weights: np.ndarray, means: np.ndarray, sigmas: np.ndarray, n: int, r
     mu = np.take_along_axis(np.broadcast_to(means, (n, *means.shape)), k, axis=-1)[..., 0]
     sd = np.take_along_axis(np.broadcast_to(sigmas, (n, *sigmas.shape)), k, axis=-1)[..., 0]
     return mu + sd * rng.standard_normal(mu.shape)
+
+
+def quantile(weights: np.ndarray, means: np.ndarray, sigmas: np.ndarray, q: float, iterations: int = 60) -> np.ndarray:
+    """The ``q`` quantile of each mixture [...], components [..., K], by bisection on the exact CDF.
+
+    Why not ``qp``'s ``ppf``: for ``qp.mixmod`` it interpolates each CDF on one grid of 201 points
+    spanning the whole ensemble (qp 1.1), so over a survey's redshift range a median is off by up
+    to about a grid step (0.02-0.1 in z on the DC2 test split, which doubled sigma_NMAD there).
+    60 halvings of a bracket at most 20 component widths wide resolve it to below 1e-12 of that.
+    """
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile level must be in (0, 1), got {q}")
+    lo = (means - 10.0 * sigmas).min(-1)
+    hi = (means + 10.0 * sigmas).max(-1)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        below = cdf(weights, means, sigmas, mid) < q
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return 0.5 * (lo + hi)

@@ -49,6 +49,20 @@ def test_moments_and_density_of_two_components():
     assert stats.kstest(draws, lambda t: mixture.cdf(w, m, s, np.asarray(t))).statistic < 0.015
 
 
+def test_quantiles_invert_the_cdf_where_a_coarse_grid_would_not():
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet([1.0, 1.0, 1.0], size=500)
+    m = rng.uniform(0.0, 3.0, (500, 3))
+    s = rng.uniform(0.005, 0.3, (500, 3))
+    for q in (0.16, 0.5, 0.84):
+        x = mixture.quantile(w, m, s, q)
+        np.testing.assert_allclose(mixture.cdf(w, m, s, x), q, atol=1e-9)
+    one = mixture.quantile(np.ones((4, 1)), np.arange(4.0)[:, None], np.ones((4, 1)), 0.5)
+    np.testing.assert_allclose(one, np.arange(4.0), atol=1e-9)
+    with pytest.raises(ValueError, match="quantile level"):
+        mixture.quantile(w, m, s, 1.0)
+
+
 def test_mixture_needs_gaussian_heads_and_a_positive_count():
     with pytest.raises(ValueError, match="model.mixture_components"):
         ModelConfig(mixture_components=2)

@@ -41,7 +41,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..config import resolve_config, resolve_deepspeed_config
+from ..config import RunConfig, resolve_config, resolve_deepspeed_config
 from ..cpu_load import choose_threads
 from ..dist_env import free_port
 from .arguments import require_at_least
@@ -139,6 +139,33 @@ def finished_steps(run_dir: Path) -> int:
     return int(json.loads((latest / "client_state.json").read_text()).get("step", 0))
 
 
+def set_aside_other_recipe(run_dir: Path, cfg: RunConfig, keep: tuple[str, ...] = ("catalog",)) -> Path | None:
+    """Move a run trained with another recipe out of the way (renamed, never deleted); where it went.
+
+    Why: ``make run`` resumes or reuses ``runs/quickstart``; after an update of the default recipe
+    the old run would be reused (or refused on resume) and the report would describe the old
+    model. Its files go to ``<run>.replaced-<UTC time>`` and the quickstart trains afresh; the
+    entries named in ``keep`` (the mock catalog the quickstart wrote inside the run) stay.
+    """
+    from ..training.checkpoint import CheckpointManager
+    from ..training.resume_check import config_differences
+
+    latest = CheckpointManager(run_dir).latest()
+    if latest is None:
+        return None
+    differences = config_differences(latest, cfg)
+    if not differences:
+        return None
+    aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    aside.mkdir()
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name not in keep:
+            entry.rename(aside / entry.name)
+    shown = ", ".join(differences[:4]) + (f" and {len(differences) - 4} more" if len(differences) > 4 else "")
+    print(f"  {run_dir} was trained with another recipe ({shown}): its run moved to {aside}, training afresh")
+    return aside
+
+
 def choose_engine(engine: str) -> str:
     """``auto``: DeepSpeed with a CUDA device and DeepSpeed installed, else the plain engine."""
     if engine != "auto":
@@ -179,6 +206,7 @@ def train(args: argparse.Namespace, config_path: Path, data_dir: Path, threads: 
 
     cfg = load_config(config_path)
     target = args.max_steps or cfg.train.max_steps
+    set_aside_other_recipe(args.out, cfg)
     done = finished_steps(args.out)
     if done >= target:
         print(f"  training already finished ({done} steps): reusing {args.out / 'checkpoints'}")

@@ -139,6 +139,20 @@ def _same_global_batch(before: Mapping[str, Any], now: Mapping[str, Any], ckpt: 
     return product(before, saved_world) == product(now, world_size)
 
 
+def _config_changes(ckpt: Path, cfg: RunConfig, world_size: int):
+    """(saved flat config, this flat config, changed keys, keys free to change) of a resume."""
+    before, now = _flatten(_saved_config(ckpt)), _flatten(cfg.to_dict())
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    free = FREE_ON_RESUME + (BATCH_SHAPE if _same_global_batch(before, now, ckpt, world_size) else ())
+    return before, now, changed, free
+
+
+def config_differences(ckpt: Path, cfg: RunConfig, world_size: int = 1) -> list[str]:
+    """The config keys a resume from ``ckpt`` would refuse, as ``key (old -> new)`` (empty: the same run)."""
+    before, now, changed, free = _config_changes(ckpt, cfg, world_size)
+    return [f"{k} ({before.get(k)!r} -> {now.get(k)!r})" for k in changed if not _covered(k, free)]
+
+
 def check_resume(
     ckpt: Path,
     cfg: RunConfig,
@@ -163,9 +177,7 @@ def check_resume(
         ValueError: a difference that was not allowed, naming every differing key.
     """
     allowed = check_allowed_keys(allow_change)
-    before, now = _flatten(_saved_config(ckpt)), _flatten(cfg.to_dict())
-    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-    free = FREE_ON_RESUME + (BATCH_SHAPE if _same_global_batch(before, now, ckpt, world_size) else ())
+    before, now, changed, free = _config_changes(ckpt, cfg, world_size)
     refused = [k for k in changed if not _covered(k, free + allowed)]
     catalog, saved_stats = _catalog_differences(ckpt, schema, stats)
     problems = [f"{k} ({before.get(k)!r} -> {now.get(k)!r})" for k in refused]

@@ -56,13 +56,8 @@ def test_validation_split_is_the_importers_seeded_split_of_the_training_file(tmp
 @pytest.mark.skipif(bool(_missing_inputs()), reason=_missing_inputs() or "inputs present")
 def test_quick_benchmark_gives_finite_metrics_for_every_method(tmp_path):
     out = tmp_path / "pz"
-    res = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "photoz_dc2.py"), "--quick", "--out", str(out), "--ensemble", "2"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
+    cmd = [sys.executable, str(REPO / "benchmarks" / "photoz_dc2.py"), "--quick", "--out", str(out), "--ensemble", "2"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads((out / "results.json").read_text())
     methods, val_methods = data["methods"], data["val_methods"]
@@ -97,3 +92,14 @@ def test_quick_benchmark_gives_finite_metrics_for_every_method(tmp_path):
     assert "## Photo-z on DC2 (RAIL test data)" in res.stdout and "| flexzboost |" in res.stdout
     fzb = data["flexzboost"]
     assert fzb["nbump"] == 3 and 0.02 <= fzb["bump_threshold"] <= 0.35 and 0.7 <= fzb["sharpen_alpha"] <= 2.1
+    # --reuse keeps the finished MOSAIC runs (their weights untouched) and scores them again: the same numbers
+    weights = [out / run / "checkpoints" / (out / run / "checkpoints" / "latest").read_text() / "model.pt"
+               for run in ("run_mosaic", "run_finetune_0", "run_finetune_1")]  # fmt: skip
+    stamps = [w.stat().st_mtime_ns for w in weights]
+    again = subprocess.run([*cmd, "--reuse"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [w.stat().st_mtime_ns for w in weights] == stamps
+    rescored = json.loads((out / "results.json").read_text())["methods"]
+    for name in ("mosaic", "mosaic_pretrained", "mosaic_pretrained_single", "mock_only_default"):
+        for key in ("sigma_nmad", "outlier_fraction", "pit_ks"):
+            assert rescored[name][key] == pytest.approx(methods[name][key], rel=1e-9, abs=1e-12), (name, key)

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if env.world_size == 1 else args.out.with_suffix(f".rank{env.rank}.json")
     out.write_text(json.dumps(result, indent=1))
     print(
-        f"rank {env.rank}: predict {result['predict_galaxies_per_s']:.0f} galaxies/s, bare forward "
-        f"{result['forward_galaxies_per_s']:.0f} galaxies/s (x{result['forward_over_predict']:.2f}) -> {out}"
+        f"rank {env.rank}: predict {result['predict_galaxies_per_s']:.3g} galaxies/s, bare forward "
+        f"{result['forward_galaxies_per_s']:.3g} galaxies/s (x{result['forward_over_predict']:.2f}) -> {out}"
     )
     return 0

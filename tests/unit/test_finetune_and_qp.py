@@ -19,6 +19,7 @@ import torch
 from conftest import REPO
 from test_rail_stages import BANDS, toy_table
 
+from mosaic_hpc import mixture
 from mosaic_hpc.data.catalog import Catalog, write_catalog
 from mosaic_hpc.rail_bridge import Photometry
 
@@ -125,13 +126,16 @@ def test_predict_format_qp_is_read_back_by_qp(photoz_run, photoz_catalog, tmp_pa
     assert res.returncode == 0, res.stderr
     assert _cli("predict", "--run", str(photoz_run), "--input", str(inp), "--out", str(h5_out)).returncode == 0
     ens = qp.read(str(qp_out))
-    assert isinstance(ens.gen_obj, qp.stats.norm_gen) and ens.npdf == len(z)
+    # the config's mixture heads: the qp file holds each galaxy's mixture, as the prediction file does
+    assert isinstance(ens.gen_obj, qp.mixmod_gen) and ens.npdf == len(z)
     with h5py.File(h5_out) as f:
-        mean, sigma = f["predictions/scalars"][:, 0], f["sigma/scalars"][:, 0]
-    np.testing.assert_allclose(ens.mean().ravel(), mean, rtol=1e-6)
-    np.testing.assert_allclose(ens.std().ravel(), sigma, rtol=1e-5)
+        mean = f["predictions/scalars"][:, 0]
+        w, m, s = (f[f"mixture/scalars/{part}"][:, 0] for part in ("weight", "mean", "sigma"))
+    for key, part in (("weights", w), ("means", m), ("stds", s)):
+        np.testing.assert_allclose(ens.objdata[key], part, rtol=1e-6)
+    np.testing.assert_allclose(ens.ancil["mean"], mean, rtol=1e-6)
     assert not ens.ancil["given"].any()
-    assert np.isfinite(ens.cdf(np.vstack(z))).all()
+    np.testing.assert_allclose(ens.cdf(np.vstack(z)).ravel(), mixture.cdf(w, m, s, z.astype(np.float64)), atol=1e-6)
 
 
 @needs_qp

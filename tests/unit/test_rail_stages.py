@@ -111,7 +111,9 @@ def test_inform_then_estimate_through_rail_files(tmp_path):
     np.testing.assert_allclose(ens.objdata["means"], mus.T, rtol=1e-5)
     np.testing.assert_allclose(ens.objdata["stds"], np.maximum(sigmas.T, 1e-6), rtol=1e-5)
     np.testing.assert_allclose(ens.objdata["weights"], weights.T, rtol=1e-6)
-    assert np.allclose(weights, 0.5)  # two Gaussian members, equal weight
+    per_member = weights.shape[0] // 2  # two members, each one Gaussian or its mixture components
+    np.testing.assert_allclose(weights[:per_member].sum(0), 0.5, rtol=1e-6)  # equal weight per member
+    np.testing.assert_allclose(weights[per_member:].sum(0), 0.5, rtol=1e-6)
     # it learned the relation: median p(z) well ahead of always predicting the training mean
     z = test_table["redshift"]
     mae = np.mean(np.abs(ens.median().ravel() - z))
@@ -119,22 +121,30 @@ def test_inform_then_estimate_through_rail_files(tmp_path):
     assert np.isfinite(ens.cdf(np.vstack(z))).all()
 
 
-def test_one_member_gives_one_gaussian_per_galaxy(tmp_path):
+@pytest.mark.parametrize("components", [1, 2])
+def test_one_member_gives_its_own_distribution_per_galaxy(tmp_path, components):
     import qp
 
     from rail.estimation.algos.mosaic import MosaicEstimator, MosaicInformer
 
     inform = MosaicInformer.make_stage(
-        name="inform_mosaic_one",
+        name=f"inform_mosaic_one_{components}",
         hdf5_groupname="",
-        config_overrides={**TINY, "train.max_steps": 5},
+        config_overrides={**TINY, "train.max_steps": 5, "model.mixture_components": components},
         run_dir=str(tmp_path / "runs"),
         output_mode="return",
     )
     model = inform.inform(toy_table(300, 2))
-    est = MosaicEstimator.make_stage(name="estimate_mosaic_one", hdf5_groupname="", model=model, output_mode="return")
+    est = MosaicEstimator.make_stage(
+        name=f"estimate_mosaic_one_{components}", hdf5_groupname="", model=model, output_mode="return"
+    )
     ens = est.estimate(toy_table(50, 3)).data
-    assert ens.npdf == 50 and isinstance(ens.gen_obj, qp.stats.norm_gen)
+    assert ens.npdf == 50
+    if components == 1:  # one Gaussian head: one normal per galaxy
+        assert isinstance(ens.gen_obj, qp.stats.norm_gen)
+    else:  # mixture heads: the member's own mixture
+        assert isinstance(ens.gen_obj, qp.mixmod_gen) and ens.objdata["weights"].shape == (50, components)
+        np.testing.assert_allclose(ens.objdata["weights"].sum(1), 1.0, rtol=1e-6)
 
 
 def test_bad_model_and_table_give_clear_errors(tmp_path):

@@ -61,11 +61,7 @@ def token_losses(
         weight = torch.exp(nll_beta * out.logvar[name].float().detach())
         if nll_variance == "beta":
             return mixture.nll(c, x) * weight
-        means = slice(mixture.MEANS, mixture.MEANS + 1)
-        mean_only = torch.cat(
-            [c[..., : means.start, :].detach(), c[..., means, :], c[..., means.stop :, :].detach()], -2
-        )
-        spread_only = torch.cat([c[..., : means.start, :], c[..., means, :].detach(), c[..., means.stop :, :]], -2)
+        mean_only, spread_only = mixture.split_means(c)
         return mixture.nll(mean_only, x) * weight + mixture.nll(spread_only, x)
     err2 = (out.mean[name].float() - batch.targets[name].float()) ** 2
     if out.logvar is None:

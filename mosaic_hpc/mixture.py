@@ -31,6 +31,15 @@ def moments(components: Tensor) -> tuple[Tensor, Tensor]:
     return mean, torch.log((second - mean * mean).clamp_min(1e-12))
 
 
+def split_means(components: Tensor) -> tuple[Tensor, Tensor]:
+    """Two copies of ``components`` [..., 3, K] with the same values: gradients reach only the
+    means through the first, only the logits and log-variances through the second."""
+    on_means = torch.zeros(3, 1, dtype=components.dtype, device=components.device)
+    on_means[MEANS] = 1.0
+    delta = components - components.detach()
+    return components.detach() + delta * on_means, components - delta * on_means
+
+
 def nll(components: Tensor, x: Tensor) -> Tensor:
     """Negative log-density of ``x`` [...] under the mixture, without the constant 0.5 log(2 pi).
 

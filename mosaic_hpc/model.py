@@ -126,7 +126,8 @@ class MosaicModel(nn.Module):
         self.n_tokens = {m.name: math.ceil(m.length / self.patch[m.name]) for m in schema}
         self.seq_len = sum(self.n_tokens.values())
         self.n_components = cfg.mixture_components
-        out_per_value = (3 * self.n_components if self.n_components > 1 else 2) if cfg.gaussian_heads else 1
+        # head outputs per value: the mean; + log-variance; or logits, means and log-variances of K
+        self.out_per_value = (3 * self.n_components if self.n_components > 1 else 2) if cfg.gaussian_heads else 1
         self.embed = nn.ModuleDict({n: self._value_embedding(p) for n, p in self.patch.items()})
         self.mask_embed = (
             nn.ModuleDict({n: nn.Linear(p, cfg.d_model, bias=False) for n, p in self.patch.items()})
@@ -141,7 +142,7 @@ class MosaicModel(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, self.seq_len, cfg.d_model))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.heads = nn.ModuleDict({n: nn.Linear(cfg.d_model, p * out_per_value) for n, p in self.patch.items()})
+        self.heads = nn.ModuleDict({n: nn.Linear(cfg.d_model, p * self.out_per_value) for n, p in self.patch.items()})
         self._init_weights()
 
     def _value_embedding(self, patch: int) -> nn.Module:
@@ -254,7 +255,7 @@ class MosaicModel(nn.Module):
         """
         d, T, n_layers = self.cfg.d_model, self.seq_len, self.cfg.n_layers
         h = int(self.cfg.mlp_ratio * d)
-        k = (3 * self.n_components if self.n_components > 1 else 2) if self.cfg.gaussian_heads else 1
+        k = self.out_per_value
         per_layer = T * 2 * (4 * d * d + 2 * d * h) + 4 * T * T * d
         n_embed = (1 + 2 * self.cfg.n_frequencies if self.cfg.value_embedding == "periodic" else 1) + (
             (self.mask_embed is not None) + (self.missing_embed is not None)

@@ -206,16 +206,16 @@ class DeepSpeedEngine:
     def _averaged_state_dict(self) -> dict[str, torch.Tensor]:
         """The full fp32 average, on every rank (a collective under ZeRO-3: the shards are gathered)."""
         assert self.average is not None
-        names = [n for n, _ in self.module.named_parameters()]
-        if self.zero_stage != 3:
-            return {n: s.detach().clone().cpu() for n, s in zip(names, self.average.shadow, strict=True)}
         import deepspeed.comm as dist
 
         out = {}
-        for (name, p), shard in zip(self.module.named_parameters(), self.average.shadow, strict=True):
+        for (name, p), shadow in zip(self.module.named_parameters(), self.average.shadow, strict=True):
+            if self.zero_stage != 3:
+                out[name] = shadow.detach().clone().cpu()
+                continue
             # ZeRO-3 gives rank r elements [r * shard size, (r + 1) * shard size) of the padded flat parameter.
-            parts = [torch.empty_like(shard) for _ in range(self.env.world_size)]
-            dist.all_gather(parts, shard)
+            parts = [torch.empty_like(shadow) for _ in range(self.env.world_size)]
+            dist.all_gather(parts, shadow)
             out[name] = torch.cat(parts)[: p.ds_numel].view(p.ds_shape).cpu()
         return out
 
@@ -354,21 +354,13 @@ class DeepSpeedEngine:
         if self.average is not None:
             # The average was saved in that layout too (ZeRO-3: shards of another size).
             log.warning("%s: the weight average restarts from the loaded weights at the new world size", ckpt_dir)
-            self.average = WeightAverage(self._local_tensors, self.average.decay)
+            self.average.restart()
         return client
 
     def _load_average(self, path: Path) -> None:
-        """Restore this rank's weight average; one absent (ema_decay was 0) starts from the loaded weights."""
-        if self.average is None:
-            return
-        if not path.is_file():
-            log.warning("%s absent (train.ema_decay was 0): the weight average starts from the loaded weights", path)
-            self.average = WeightAverage(self._local_tensors, self.average.decay)
-            return
-        try:
-            self.average.load_state_dict(safe_torch_load(path, map_location=self.device), str(path))
-        except ValueError as err:
-            raise CheckpointError(path, str(err).split(": ", 1)[-1]) from None
+        """Restore this rank's weight average (one saved without it restarts from the loaded weights)."""
+        if self.average is not None:
+            self.average.restore(safe_torch_load(path, map_location=self.device) if path.is_file() else None, path)
 
     def _initialize_for_load(self, ckpt_dir: Path, universal: bool) -> None:
         """Initialise DeepSpeed for loading ``ckpt_dir`` in its layout, or check that it already can."""

@@ -11,7 +11,6 @@ DeepSpeed modules (``deepspeed_engine.py``, ``ds_checkpoint.py``) import DeepSpe
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,8 +24,6 @@ from ..model import ModelOutput, MosaicModel
 from .safe_load import CheckpointError, SafeGlobals, safe_torch_load
 from .schedule import lr_factor
 from .weight_average import WeightAverage
-
-log = logging.getLogger("mosaic_hpc.train")
 
 
 class Engine(Protocol):
@@ -247,7 +244,8 @@ class PlainEngine:
         else:
             weights = ckpt_dir / "model.pt"
             load_weights(self.module, safe_torch_load(weights, map_location=self.device), weights)
-        self._load_average(state, ckpt_dir / "engine.pt")
+        if self.average is not None:
+            self.average.restore(state.get("weight_average"), ckpt_dir / "engine.pt")
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -260,19 +258,6 @@ class PlainEngine:
         if torch.cuda.is_available() and state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return read_client_state(ckpt_dir)
-
-    def _load_average(self, state: dict[str, Any], source: Path) -> None:
-        """Restore the weight average; a run that turns it on at resume starts it from the loaded weights."""
-        if self.average is None:
-            return
-        if "weight_average" not in state:
-            log.warning("%s holds no weight average (train.ema_decay was 0): it starts from these weights", source)
-            self.average = WeightAverage(self.module.parameters, self.average.decay)
-            return
-        try:
-            self.average.load_state_dict(state["weight_average"], str(source))
-        except ValueError as err:
-            raise CheckpointError(source, str(err).split(": ", 1)[-1]) from None
 
     def barrier(self) -> None:
         return None

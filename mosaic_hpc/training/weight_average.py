@@ -19,9 +19,16 @@ by the random initialisation.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
+
+from .safe_load import CheckpointError
+
+log = logging.getLogger("mosaic_hpc.train")
 
 
 class WeightAverage:
@@ -39,8 +46,12 @@ class WeightAverage:
             raise ValueError(f"train.ema_decay must be in (0, 1) to average weights, got {decay}")
         self.source = source
         self.decay = decay
+        self.restart()
+
+    def restart(self) -> None:
+        """Start the average afresh from the current weights."""
         self.updates = 0
-        self.shadow = [t.detach().float().clone() for t in source()]
+        self.shadow = [t.detach().float().clone() for t in self.source()]
 
     @property
     def tensors(self) -> list[torch.Tensor]:
@@ -84,3 +95,18 @@ class WeightAverage:
                 raise ValueError(f"{source}: the saved weight average does not fit this model")
             mine.copy_(saved)
         self.updates = int(state.get("updates", 0))
+
+    def restore(self, state: dict[str, Any] | None, source: Path) -> None:
+        """Resume the average saved in ``source``; ``None`` (saved without one) restarts it from the loaded weights.
+
+        Raises:
+            CheckpointError: the saved average does not fit these tensors.
+        """
+        if state is None:
+            log.warning("%s holds no weight average (train.ema_decay was 0): it starts from these weights", source)
+            self.restart()
+            return
+        try:
+            self.load_state_dict(state, str(source))
+        except ValueError as err:
+            raise CheckpointError(source, str(err).split(": ", 1)[-1]) from None
